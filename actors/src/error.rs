@@ -1,0 +1,39 @@
+//! The errors actors reply with; the binary maps each to a status and an API error code.
+
+use thiserror::Error;
+
+/// Everything a store or session message can fail with.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// No such user, video or comment (deleted counts as missing).
+    #[error("not found")]
+    NotFound,
+    /// The resource exists but belongs to someone else.
+    #[error("forbidden")]
+    Forbidden,
+    /// Unknown user or wrong password: deliberately the same variant for both.
+    #[error("wrong user name or password")]
+    BadCredentials,
+    /// A uniqueness rule was violated (user name taken, video already uploaded).
+    #[error("{0}")]
+    Conflict(&'static str),
+    /// SQLite failed.
+    #[error("database error: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// No connection could be taken from the pool in time.
+    #[error("database pool error: {0}")]
+    Pool(#[from] r2d2::Error),
+    /// An actor's mailbox is closed or full: the service is overloaded or shutting down.
+    #[error("service unavailable: {0}")]
+    Unavailable(#[from] actix::MailboxError),
+    /// Anything else that is not the caller's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// True when the failure is the database's (API code `003`) rather than another fault.
+    pub fn is_database(&self) -> bool {
+        matches!(self, StoreError::Db(_) | StoreError::Pool(_))
+    }
+}

@@ -1,0 +1,13 @@
+//! douyin_club's actors: each owns one piece of state and talks in typed messages.
+//!
+//! - [`store::VideoStore`]: the only SQL in the project (a `SyncArbiter` over an r2d2 pool).
+//! - [`session::Session`]: the session cache, written through to a [`session::SessionStore`].
+//!
+//! No actix-web and no HTML here: the binary maps replies to HTTP.
+
+pub mod error;
+pub mod model;
+pub mod session;
+pub mod store;
+
+pub use error::StoreError;

@@ -1,0 +1,319 @@
+//! `Session`: the session cache in front of a [`SessionStore`], written through before it
+//! replies. Ids are 256-bit random strings; only their SHA-256 is stored or cached.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore as _;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::StoreError;
+use crate::model::User;
+use crate::store::{
+    InsertSession, LoadSession, PurgeSessions, RemoveSession, SessionRecord, TouchSession,
+    VideoStore,
+};
+
+/// Where sessions live durably: SQLite now ([`SqliteSessions`]), Redis when the node is split.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    async fn insert(
+        &self,
+        token_hash: String,
+        user: &User,
+        expires_at_ms: i64,
+    ) -> Result<(), StoreError>;
+    async fn load(
+        &self,
+        token_hash: String,
+        now_ms: i64,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+    async fn touch(&self, token_hash: String, expires_at_ms: i64) -> Result<(), StoreError>;
+    async fn remove(&self, token_hash: String) -> Result<(), StoreError>;
+    async fn purge(&self, now_ms: i64) -> Result<usize, StoreError>;
+}
+
+/// Sessions in the `sessions` table, through the [`VideoStore`] actor.
+#[derive(Debug, Clone)]
+pub struct SqliteSessions(pub Addr<VideoStore>);
+
+#[async_trait]
+impl SessionStore for SqliteSessions {
+    async fn insert(
+        &self,
+        token_hash: String,
+        user: &User,
+        expires_at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.0.send(InsertSession { token_hash, user_id: user.id, expires_at_ms }).await?
+    }
+    async fn load(
+        &self,
+        token_hash: String,
+        now_ms: i64,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.0.send(LoadSession { token_hash, now_ms }).await?
+    }
+    async fn touch(&self, token_hash: String, expires_at_ms: i64) -> Result<(), StoreError> {
+        self.0.send(TouchSession { token_hash, expires_at_ms }).await?
+    }
+    async fn remove(&self, token_hash: String) -> Result<(), StoreError> {
+        self.0.send(RemoveSession { token_hash }).await?
+    }
+    async fn purge(&self, now_ms: i64) -> Result<usize, StoreError> {
+        self.0.send(PurgeSessions { now_ms }).await?
+    }
+}
+
+/// A session id as the client holds it; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        Self(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Accepts what a client sent if it has the shape of an id we issue; anything else cannot be
+    /// a session and is refused without a database look-up.
+    pub fn from_client(raw: &str) -> Option<Self> {
+        (raw.len() == 43
+            && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .then(|| Self(raw.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn hash(&self) -> String {
+        let digest = Sha256::digest(self.0.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken(<redacted>)")
+    }
+}
+
+/// Signs `user` in: a new session, stored before the reply.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<SessionToken, StoreError>")]
+pub struct CreateSession {
+    pub user: User,
+}
+
+/// Who a session belongs to, sliding its idle expiry; `None` when unknown, expired or revoked.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<User>, StoreError>")]
+pub struct ResolveSession {
+    pub token: SessionToken,
+}
+
+/// Logs out: the session stops working at once.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct RevokeSession {
+    pub token: SessionToken,
+}
+
+/// Removes expired sessions from the cache and the store now (also runs on an interval).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Sweep;
+
+#[derive(Debug, Clone)]
+struct Cached {
+    user: User,
+    expires_at_ms: i64,
+    /// The expiry the store has; the cache may run ahead of it by less than `persist_step`.
+    stored_expires_at_ms: i64,
+    /// When the store last confirmed this session: another process may have revoked it since.
+    confirmed: Instant,
+}
+
+/// The session cache actor. See the module docs.
+pub struct Session {
+    store: Arc<dyn SessionStore>,
+    ttl_ms: i64,
+    /// Slides smaller than this are kept in the cache only, so a busy session does not write
+    /// on every request.
+    persist_step_ms: i64,
+    /// How long a cached entry is trusted before the store is asked again (revocation by
+    /// another process becomes visible within this).
+    revalidate_after: Duration,
+    sweep_every: Duration,
+    cache: HashMap<String, Cached>,
+    /// Bumped by every revocation; a load that raced one is not cached.
+    epoch: u64,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session").field("cached", &self.cache.len()).finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub fn new(store: Arc<dyn SessionStore>, ttl: Duration) -> Self {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2).max(1000);
+        Self {
+            store,
+            ttl_ms,
+            persist_step_ms: (ttl_ms / 10).clamp(1, 60_000),
+            revalidate_after: Duration::from_secs(2),
+            sweep_every: ttl.clamp(Duration::from_secs(1), Duration::from_secs(60)),
+            cache: HashMap::new(),
+            epoch: 0,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    crate::store::now_ms()
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.sweep_every, |_, ctx| ctx.notify(Sweep));
+    }
+}
+
+impl Handler<CreateSession> for Session {
+    type Result = ResponseActFuture<Self, Result<SessionToken, StoreError>>;
+
+    fn handle(&mut self, msg: CreateSession, _: &mut Self::Context) -> Self::Result {
+        let token = SessionToken::generate();
+        let hash = token.hash();
+        let expires_at_ms = now_ms() + self.ttl_ms;
+        let store = self.store.clone();
+        let user = msg.user;
+        Box::pin(
+            async move {
+                store.insert(hash.clone(), &user, expires_at_ms).await?;
+                Ok((hash, user))
+            }
+            .into_actor(self)
+            .map(move |res: Result<_, StoreError>, act, _| {
+                let (hash, user) = res?;
+                act.cache.insert(
+                    hash,
+                    Cached {
+                        user,
+                        expires_at_ms,
+                        stored_expires_at_ms: expires_at_ms,
+                        confirmed: Instant::now(),
+                    },
+                );
+                Ok(token)
+            }),
+        )
+    }
+}
+
+impl Handler<ResolveSession> for Session {
+    type Result = ResponseActFuture<Self, Result<Option<User>, StoreError>>;
+
+    fn handle(&mut self, msg: ResolveSession, _: &mut Self::Context) -> Self::Result {
+        let hash = msg.token.hash();
+        let now = now_ms();
+        let new_expiry = now + self.ttl_ms;
+        let step = self.persist_step_ms;
+        let store = self.store.clone();
+        let epoch = self.epoch;
+
+        // Fast path: a fresh cache entry whose slide need not be written yet.
+        let cached = self.cache.get(&hash).cloned();
+        if let Some(entry) = &cached {
+            let fresh = entry.confirmed.elapsed() < self.revalidate_after;
+            if entry.expires_at_ms <= now {
+                self.cache.remove(&hash);
+                return Box::pin(fut::ready(Ok(None)));
+            }
+            if fresh && new_expiry - entry.stored_expires_at_ms < step {
+                if let Some(e) = self.cache.get_mut(&hash) {
+                    e.expires_at_ms = new_expiry;
+                }
+                return Box::pin(fut::ready(Ok(Some(entry.user.clone()))));
+            }
+        }
+
+        Box::pin(
+            async move {
+                let Some(record) = store.load(hash.clone(), now).await? else {
+                    return Ok((hash, None));
+                };
+                let stored = if new_expiry - record.expires_at_ms >= step {
+                    store.touch(hash.clone(), new_expiry).await?;
+                    new_expiry
+                } else {
+                    record.expires_at_ms
+                };
+                Ok((hash, Some((record.user, stored))))
+            }
+            .into_actor(self)
+            .map(move |res: Result<_, StoreError>, act, _| {
+                let (hash, found) = res?;
+                let Some((user, stored)) = found else {
+                    act.cache.remove(&hash);
+                    return Ok(None);
+                };
+                if act.epoch == epoch {
+                    act.cache.insert(
+                        hash,
+                        Cached {
+                            user: user.clone(),
+                            expires_at_ms: new_expiry,
+                            stored_expires_at_ms: stored,
+                            confirmed: Instant::now(),
+                        },
+                    );
+                }
+                Ok(Some(user))
+            }),
+        )
+    }
+}
+
+impl Handler<RevokeSession> for Session {
+    type Result = ResponseFuture<Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: RevokeSession, _: &mut Self::Context) -> Self::Result {
+        let hash = msg.token.hash();
+        // Out of the cache first: from this moment the session is refused here even if the
+        // store write below is slow.
+        self.cache.remove(&hash);
+        self.epoch += 1;
+        let store = self.store.clone();
+        Box::pin(async move { store.remove(hash).await })
+    }
+}
+
+impl Handler<Sweep> for Session {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Sweep, _: &mut Self::Context) -> Self::Result {
+        let now = now_ms();
+        self.cache.retain(|_, e| e.expires_at_ms > now);
+        let store = self.store.clone();
+        Box::pin(async move {
+            match store.purge(now).await {
+                Ok(0) => {}
+                Ok(n) => log::debug!("removed {n} expired sessions"),
+                Err(e) => log::warn!("session sweep failed: {e}"),
+            }
+        })
+    }
+}

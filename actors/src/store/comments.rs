@@ -1,0 +1,145 @@
+//! Comments on videos; a video that the caller cannot see has no comments to them either.
+
+use actix::prelude::*;
+use rusqlite::{OptionalExtension as _, Row, params};
+
+use super::videos::paginate;
+use super::{VideoStore, from_ms, now_ms, uuid_col, write_tx};
+use crate::error::StoreError;
+use crate::model::{Comment, CommentId, CommentText, Listing, Page, User, UserId, VideoId};
+
+const COMMENT_COLS: &str = "c.id, v.id, c.author_id, u.user_name, c.content, c.created_at, c.seq";
+
+fn comment_row(r: &Row<'_>) -> rusqlite::Result<(Comment, i64)> {
+    Ok((
+        Comment {
+            id: CommentId(uuid_col(r, 0)?),
+            video_id: VideoId(uuid_col(r, 1)?),
+            author_id: UserId(r.get(2)?),
+            author: r.get(3)?,
+            content: r.get(4)?,
+            created_at: from_ms(r.get(5)?),
+        },
+        r.get(6)?,
+    ))
+}
+
+/// The internal sequence number of a video `viewer` may see, or `NotFound`.
+fn visible_video_seq(
+    conn: &rusqlite::Connection,
+    video: VideoId,
+    viewer: Option<UserId>,
+) -> Result<i64, StoreError> {
+    conn.query_row(
+        "SELECT seq FROM videos v WHERE v.id = ?1
+           AND (v.state = 'ready' OR (v.state = 'pending' AND v.author_id = ?2))",
+        params![video.to_string(), viewer.map_or(-1, |u| u.0)],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or(StoreError::NotFound)
+}
+
+/// Adds a comment to a video the author can see.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Comment, StoreError>")]
+pub struct CreateComment {
+    pub video: VideoId,
+    pub author: User,
+    pub content: CommentText,
+}
+
+/// A page of a video's comments, newest first.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Listing<Comment>, StoreError>")]
+pub struct ListComments {
+    pub video: VideoId,
+    pub viewer: Option<UserId>,
+    pub page: Page,
+}
+
+/// Deletes a comment; allowed to its author and to the video's owner (`Forbidden` otherwise).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct DeleteComment {
+    pub video: VideoId,
+    pub comment: CommentId,
+    pub by: UserId,
+}
+
+impl Handler<CreateComment> for VideoStore {
+    type Result = Result<Comment, StoreError>;
+
+    fn handle(&mut self, msg: CreateComment, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let id = CommentId::new();
+        let created = now_ms();
+        let content = msg.content.into_inner();
+        write_tx(&mut conn, |tx| {
+            let video_seq = visible_video_seq(tx, msg.video, Some(msg.author.id))?;
+            tx.execute(
+                "INSERT INTO comments (id, video_seq, author_id, content, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id.to_string(), video_seq, msg.author.id.0, content, created],
+            )?;
+            Ok(())
+        })?;
+        Ok(Comment {
+            id,
+            video_id: msg.video,
+            author_id: msg.author.id,
+            author: msg.author.name,
+            content,
+            created_at: from_ms(created),
+        })
+    }
+}
+
+impl Handler<ListComments> for VideoStore {
+    type Result = Result<Listing<Comment>, StoreError>;
+
+    fn handle(&mut self, msg: ListComments, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn()?;
+        let video_seq = visible_video_seq(&conn, msg.video, msg.viewer)?;
+        let sql = format!(
+            "SELECT {COMMENT_COLS} FROM comments c
+             JOIN videos v ON v.seq = c.video_seq JOIN users u ON u.id = c.author_id
+             WHERE c.video_seq = ?1 AND (?2 IS NULL OR c.seq < ?2)
+             ORDER BY c.seq DESC LIMIT ?3"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(
+                params![video_seq, msg.page.after.map(|c| c.0), i64::from(msg.page.limit) + 1],
+                comment_row,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(paginate(rows, msg.page.limit))
+    }
+}
+
+impl Handler<DeleteComment> for VideoStore {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, msg: DeleteComment, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        write_tx(&mut conn, |tx| {
+            let video_seq = visible_video_seq(tx, msg.video, Some(msg.by))?;
+            let (comment_seq, author, owner): (i64, i64, i64) = tx
+                .query_row(
+                    "SELECT c.seq, c.author_id, v.author_id FROM comments c
+                     JOIN videos v ON v.seq = c.video_seq
+                     WHERE c.id = ?1 AND c.video_seq = ?2",
+                    params![msg.comment.to_string(), video_seq],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?
+                .ok_or(StoreError::NotFound)?;
+            if msg.by.0 != author && msg.by.0 != owner {
+                return Err(StoreError::Forbidden);
+            }
+            tx.execute("DELETE FROM comments WHERE seq = ?1", [comment_seq])?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,137 @@
+//! `VideoStore`: the only code that touches SQLite. A `SyncArbiter` of these actors shares one
+//! r2d2 pool; every message runs on the arbiter's own threads, never on an async executor.
+
+mod comments;
+mod deletions;
+mod migrate;
+mod users;
+mod videos;
+
+use std::path::Path;
+use std::time::Duration;
+
+use actix::prelude::*;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::OptionalExtension as _;
+use time::OffsetDateTime;
+
+use crate::error::StoreError;
+
+pub use comments::{CreateComment, DeleteComment, ListComments};
+pub use deletions::{
+    CompleteDeletion, DueDeletions, EnqueueDeletion, FailDeletion, ListDeletions,
+    StalePendingVideos,
+};
+pub use users::{
+    CreateUser, FindUser, InsertSession, LoadSession, PurgeSessions, RemoveSession, SessionRecord,
+    TouchSession, VerifyUser,
+};
+pub use videos::{
+    CreateVideo, DeleteVideo, GetPlayable, GetVideo, KnownVideoIds, ListVideos, MarkReady,
+};
+
+/// The shared connection pool.
+pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
+
+/// Owns SQLite access. Start it with [`VideoStore::start`].
+#[derive(Debug)]
+pub struct VideoStore {
+    pool: Pool,
+}
+
+impl Actor for VideoStore {
+    type Context = SyncContext<Self>;
+}
+
+impl VideoStore {
+    /// Opens (creating when missing) the database at `path`, applies the schema migrations and
+    /// returns the pool. Blocking: call it from a blocking thread.
+    pub fn open(path: &Path, pool_size: u32) -> Result<Pool, StoreError> {
+        let manager = SqliteConnectionManager::file(path).with_init(|c| {
+            // WAL lets readers run beside the writer; synchronous=FULL makes every commit
+            // durable before the reply (a 204 never outlives a power cut); busy_timeout
+            // queues writers instead of failing them; foreign keys are off by default.
+            c.execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA busy_timeout = 5000;
+                 PRAGMA foreign_keys = ON;",
+            )
+        });
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)?;
+        migrate::apply(&mut *pool.get()?)?;
+        Ok(pool)
+    }
+
+    /// Starts `threads` store actors over `pool`.
+    pub fn start(pool: Pool, threads: usize) -> Addr<Self> {
+        SyncArbiter::start(threads, move || VideoStore { pool: pool.clone() })
+    }
+
+    fn conn(&self) -> Result<Conn, StoreError> {
+        Ok(self.pool.get()?)
+    }
+}
+
+/// Checks that the database answers (for `/healthz`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Ping;
+
+impl Handler<Ping> for VideoStore {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, _: Ping, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn()?;
+        conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).optional()?;
+        Ok(())
+    }
+}
+
+pub fn now_ms() -> i64 {
+    to_ms(OffsetDateTime::now_utc())
+}
+
+pub(crate) fn to_ms(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+pub(crate) fn from_ms(ms: i64) -> OffsetDateTime {
+    // Every stored time was written by to_ms from a valid OffsetDateTime, so it is in range;
+    // a corrupt value falls back to the epoch rather than failing a whole list.
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Reads a stored UUID column; a malformed one is database corruption, reported as such.
+pub(crate) fn uuid_col(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<uuid::Uuid> {
+    let s: String = row.get(idx)?;
+    uuid::Uuid::try_parse(&s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// Runs `f` inside a `BEGIN IMMEDIATE` transaction: writers take the lock up front, so two
+/// writers never deadlock upgrading a read lock.
+pub(crate) fn write_tx<T>(
+    conn: &mut Conn,
+    f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let out = f(&tx)?;
+    tx.commit()?;
+    Ok(out)
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}

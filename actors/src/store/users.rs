@@ -1,0 +1,238 @@
+//! Users and the SQLite side of sessions.
+
+use std::sync::OnceLock;
+
+use actix::prelude::*;
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use rusqlite::{OptionalExtension as _, params};
+
+use super::{VideoStore, is_unique_violation, now_ms, write_tx};
+use crate::error::StoreError;
+use crate::model::{Password, User, UserId, UserName};
+
+/// Registers a user; the password is hashed with argon2id here, on a store thread.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<User, StoreError>")]
+pub struct CreateUser {
+    pub name: UserName,
+    pub password: Password,
+}
+
+/// Checks a user name and password; unknown user and wrong password fail the same way.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<User, StoreError>")]
+pub struct VerifyUser {
+    pub name: UserName,
+    pub password: Password,
+}
+
+/// Looks a user up by name.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<User>, StoreError>")]
+pub struct FindUser {
+    pub name: UserName,
+}
+
+/// A session as stored: whose it is and until when (unix milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub user: User,
+    pub expires_at_ms: i64,
+}
+
+/// Stores a new session under the hash of its id.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct InsertSession {
+    pub token_hash: String,
+    pub user_id: UserId,
+    pub expires_at_ms: i64,
+}
+
+/// Reads a session that has not expired.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<SessionRecord>, StoreError>")]
+pub struct LoadSession {
+    pub token_hash: String,
+    pub now_ms: i64,
+}
+
+/// Slides a session's expiry forward.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct TouchSession {
+    pub token_hash: String,
+    pub expires_at_ms: i64,
+}
+
+/// Revokes a session.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct RemoveSession {
+    pub token_hash: String,
+}
+
+/// Deletes every session that expired before `now_ms`; replies with how many.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<usize, StoreError>")]
+pub struct PurgeSessions {
+    pub now_ms: i64,
+}
+
+fn hash_password(password: &Password) -> Result<String, StoreError> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    Argon2::default()
+        .hash_password(password.expose().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Internal(format!("password hashing failed: {e}")))
+}
+
+/// A real argon2id hash of a password nobody knows, verified against when the user does not
+/// exist so that an unknown name costs as much time as a wrong password. Computed once, lazily:
+/// it is a constant, not state.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| {
+        // "decoy-password" is a valid Password (6..=128 characters), so parsing cannot fail.
+        let pwd: Password = "decoy-password".parse().expect("a valid password literal");
+        hash_password(&pwd).unwrap_or_default()
+    })
+}
+
+fn verify_password(password: &Password, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|h| Argon2::default().verify_password(password.expose().as_bytes(), &h).is_ok())
+        .unwrap_or(false)
+}
+
+impl Handler<CreateUser> for VideoStore {
+    type Result = Result<User, StoreError>;
+
+    fn handle(&mut self, msg: CreateUser, _: &mut Self::Context) -> Self::Result {
+        let hash = hash_password(&msg.password)?;
+        let mut conn = self.conn()?;
+        write_tx(&mut conn, |tx| {
+            tx.execute(
+                "INSERT INTO users (user_name, pwd_hash, created_at) VALUES (?1, ?2, ?3)",
+                params![msg.name.as_str(), hash, now_ms()],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    StoreError::Conflict("user name already taken")
+                } else {
+                    e.into()
+                }
+            })?;
+            Ok(User { id: UserId(tx.last_insert_rowid()), name: msg.name.to_string() })
+        })
+    }
+}
+
+impl Handler<VerifyUser> for VideoStore {
+    type Result = Result<User, StoreError>;
+
+    fn handle(&mut self, msg: VerifyUser, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn()?;
+        let row: Option<(i64, String)> = conn
+            .query_row(
+                "SELECT id, pwd_hash FROM users WHERE user_name = ?1",
+                [msg.name.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        drop(conn);
+        match row {
+            Some((id, hash)) if verify_password(&msg.password, &hash) => {
+                Ok(User { id: UserId(id), name: msg.name.to_string() })
+            }
+            Some(_) => Err(StoreError::BadCredentials),
+            None => {
+                verify_password(&msg.password, decoy_hash());
+                Err(StoreError::BadCredentials)
+            }
+        }
+    }
+}
+
+impl Handler<FindUser> for VideoStore {
+    type Result = Result<Option<User>, StoreError>;
+
+    fn handle(&mut self, msg: FindUser, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row("SELECT id FROM users WHERE user_name = ?1", [msg.name.as_str()], |r| {
+                Ok(User { id: UserId(r.get(0)?), name: msg.name.to_string() })
+            })
+            .optional()?)
+    }
+}
+
+impl Handler<InsertSession> for VideoStore {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, msg: InsertSession, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![msg.token_hash, msg.user_id.0, now_ms(), msg.expires_at_ms],
+        )?;
+        Ok(())
+    }
+}
+
+impl Handler<LoadSession> for VideoStore {
+    type Result = Result<Option<SessionRecord>, StoreError>;
+
+    fn handle(&mut self, msg: LoadSession, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn()?;
+        Ok(conn
+            .query_row(
+                "SELECT u.id, u.user_name, s.expires_at FROM sessions s
+                 JOIN users u ON u.id = s.user_id
+                 WHERE s.token_hash = ?1 AND s.expires_at > ?2",
+                params![msg.token_hash, msg.now_ms],
+                |r| {
+                    Ok(SessionRecord {
+                        user: User { id: UserId(r.get(0)?), name: r.get(1)? },
+                        expires_at_ms: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+}
+
+impl Handler<TouchSession> for VideoStore {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, msg: TouchSession, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn()?;
+        // Never extends a revoked session: the row is gone, so nothing is updated.
+        conn.execute(
+            "UPDATE sessions SET expires_at = MAX(expires_at, ?2) WHERE token_hash = ?1",
+            params![msg.token_hash, msg.expires_at_ms],
+        )?;
+        Ok(())
+    }
+}
+
+impl Handler<RemoveSession> for VideoStore {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, msg: RemoveSession, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn()?;
+        conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [msg.token_hash])?;
+        Ok(())
+    }
+}
+
+impl Handler<PurgeSessions> for VideoStore {
+    type Result = Result<usize, StoreError>;
+
+    fn handle(&mut self, msg: PurgeSessions, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn()?;
+        Ok(conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [msg.now_ms])?)
+    }
+}

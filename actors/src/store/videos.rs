@@ -1,0 +1,284 @@
+//! Videos: create, read with the owner-sees-pending rule, list, mark ready, delete.
+
+use actix::prelude::*;
+use rusqlite::{OptionalExtension as _, Row, params};
+
+use super::{VideoStore, from_ms, now_ms, to_ms, uuid_col, write_tx};
+use crate::error::StoreError;
+use crate::model::{Cursor, Listing, Page, User, UserId, UserName, Video, VideoFile, VideoId};
+
+/// Columns read by [`video_row`], in order; `v` is videos, `u` its author.
+const VIDEO_COLS: &str = "v.id, v.author_id, u.user_name, v.name, v.created_at, v.state, v.size,
+    v.content_type, v.sha256, v.uploaded_at, v.seq";
+
+/// Who may see a video: ready ones are public, pending ones only to their owner.
+const VISIBLE: &str = "(v.state = 'ready' OR (v.state = 'pending' AND v.author_id = :viewer))";
+
+fn video_row(r: &Row<'_>) -> rusqlite::Result<(Video, i64)> {
+    let state: String = r.get(5)?;
+    let file = if state == "ready" {
+        Some(VideoFile {
+            size: r.get::<_, i64>(6)?.try_into().unwrap_or(0),
+            content_type: r.get(7)?,
+            sha256: r.get(8)?,
+            uploaded_at: from_ms(r.get(9)?),
+        })
+    } else {
+        None
+    };
+    let video = Video {
+        id: VideoId(uuid_col(r, 0)?),
+        author_id: UserId(r.get(1)?),
+        author: r.get(2)?,
+        name: r.get(3)?,
+        created_at: from_ms(r.get(4)?),
+        file,
+    };
+    Ok((video, r.get(10)?))
+}
+
+fn viewer_param(viewer: Option<UserId>) -> i64 {
+    // No user has id -1, so an anonymous viewer sees ready videos only.
+    viewer.map_or(-1, |u| u.0)
+}
+
+/// Creates a pending video owned by `author`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Video, StoreError>")]
+pub struct CreateVideo {
+    pub author: User,
+    pub name: String,
+}
+
+/// One video as `viewer` may see it; `author`, when given, must be its author's name.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Video, StoreError>")]
+pub struct GetVideo {
+    pub id: VideoId,
+    pub author: Option<UserName>,
+    pub viewer: Option<UserId>,
+}
+
+/// A ready video, for playback.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Video, StoreError>")]
+pub struct GetPlayable {
+    pub id: VideoId,
+}
+
+/// A page of videos newest first: one author's (`NotFound` when no such user) or the feed.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Listing<Video>, StoreError>")]
+pub struct ListVideos {
+    pub author: Option<UserName>,
+    pub viewer: Option<UserId>,
+    pub page: Page,
+}
+
+/// Records a completed upload: the video becomes ready. `Conflict` when it already is.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Video, StoreError>")]
+pub struct MarkReady {
+    pub id: VideoId,
+    pub owner: UserId,
+    pub file: VideoFile,
+}
+
+/// Hides a video at once and queues the removal of its file, comments and row, in one
+/// transaction. `NotFound` unless it exists, is not deleted and belongs to `owner`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct DeleteVideo {
+    pub id: VideoId,
+    pub owner: UserId,
+}
+
+/// Every video id that has a row (any state), for reconciling files on disk with rows.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<std::collections::HashSet<VideoId>, StoreError>")]
+pub struct KnownVideoIds;
+
+impl Handler<CreateVideo> for VideoStore {
+    type Result = Result<Video, StoreError>;
+
+    fn handle(&mut self, msg: CreateVideo, _: &mut Self::Context) -> Self::Result {
+        let id = VideoId::new();
+        let created = now_ms();
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO videos (id, author_id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![id.to_string(), msg.author.id.0, msg.name, created],
+        )?;
+        Ok(Video {
+            id,
+            author_id: msg.author.id,
+            author: msg.author.name,
+            name: msg.name,
+            created_at: from_ms(created),
+            file: None,
+        })
+    }
+}
+
+impl Handler<GetVideo> for VideoStore {
+    type Result = Result<Video, StoreError>;
+
+    fn handle(&mut self, msg: GetVideo, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn()?;
+        let sql = format!(
+            "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id
+             WHERE v.id = :id AND {VISIBLE} AND (:author IS NULL OR u.user_name = :author)"
+        );
+        let author = msg.author.as_ref().map(UserName::as_str);
+        conn.query_row(
+            &sql,
+            rusqlite::named_params! {
+                ":id": msg.id.to_string(), ":viewer": viewer_param(msg.viewer), ":author": author,
+            },
+            video_row,
+        )
+        .optional()?
+        .map(|(v, _)| v)
+        .ok_or(StoreError::NotFound)
+    }
+}
+
+impl Handler<GetPlayable> for VideoStore {
+    type Result = Result<Video, StoreError>;
+
+    fn handle(&mut self, msg: GetPlayable, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn()?;
+        let sql = format!(
+            "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id
+             WHERE v.id = ?1 AND v.state = 'ready'"
+        );
+        conn.query_row(&sql, [msg.id.to_string()], video_row)
+            .optional()?
+            .map(|(v, _)| v)
+            .ok_or(StoreError::NotFound)
+    }
+}
+
+impl Handler<ListVideos> for VideoStore {
+    type Result = Result<Listing<Video>, StoreError>;
+
+    fn handle(&mut self, msg: ListVideos, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn()?;
+        let author_id: Option<i64> = match &msg.author {
+            None => None,
+            Some(name) => Some(
+                conn.query_row("SELECT id FROM users WHERE user_name = ?1", [name.as_str()], |r| {
+                    r.get(0)
+                })
+                .optional()?
+                .ok_or(StoreError::NotFound)?,
+            ),
+        };
+        let sql = format!(
+            "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id
+             WHERE {VISIBLE} AND (:author IS NULL OR v.author_id = :author)
+               AND (:after IS NULL OR v.seq < :after)
+             ORDER BY v.seq DESC LIMIT :limit"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(
+                rusqlite::named_params! {
+                    ":viewer": viewer_param(msg.viewer),
+                    ":author": author_id,
+                    ":after": msg.page.after.map(|c| c.0),
+                    ":limit": i64::from(msg.page.limit) + 1,
+                },
+                video_row,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(paginate(rows, msg.page.limit))
+    }
+}
+
+/// Cuts a `limit + 1` read down to `limit` items and a cursor when there is more.
+pub(super) fn paginate<T>(mut rows: Vec<(T, i64)>, limit: u32) -> Listing<T> {
+    let limit = limit as usize;
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|(_, seq)| Cursor(*seq))
+    } else {
+        None
+    };
+    Listing { items: rows.into_iter().map(|(item, _)| item).collect(), next }
+}
+
+impl Handler<MarkReady> for VideoStore {
+    type Result = Result<Video, StoreError>;
+
+    fn handle(&mut self, msg: MarkReady, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        write_tx(&mut conn, |tx| {
+            let state: Option<(String, i64)> = tx
+                .query_row(
+                    "SELECT state, author_id FROM videos WHERE id = ?1",
+                    [msg.id.to_string()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            match state {
+                None => return Err(StoreError::NotFound),
+                Some((s, _)) if s == "deleted" => return Err(StoreError::NotFound),
+                Some((_, author)) if author != msg.owner.0 => return Err(StoreError::Forbidden),
+                Some((s, _)) if s == "ready" => {
+                    return Err(StoreError::Conflict("video file already uploaded"));
+                }
+                Some(_) => {}
+            }
+            let size = i64::try_from(msg.file.size)
+                .map_err(|_| StoreError::Internal("file size out of range".into()))?;
+            tx.execute(
+                "UPDATE videos SET state = 'ready', size = ?2, content_type = ?3, sha256 = ?4,
+                    uploaded_at = ?5 WHERE id = ?1",
+                params![
+                    msg.id.to_string(),
+                    size,
+                    msg.file.content_type,
+                    msg.file.sha256,
+                    to_ms(msg.file.uploaded_at)
+                ],
+            )?;
+            let sql = format!(
+                "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id
+                 WHERE v.id = ?1"
+            );
+            Ok(tx.query_row(&sql, [msg.id.to_string()], video_row)?.0)
+        })
+    }
+}
+
+impl Handler<DeleteVideo> for VideoStore {
+    type Result = Result<(), StoreError>;
+
+    fn handle(&mut self, msg: DeleteVideo, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        write_tx(&mut conn, |tx| {
+            let changed = tx.execute(
+                "UPDATE videos SET state = 'deleted'
+                 WHERE id = ?1 AND author_id = ?2 AND state != 'deleted'",
+                params![msg.id.to_string(), msg.owner.0],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            super::deletions::enqueue(tx, msg.id)?;
+            Ok(())
+        })
+    }
+}
+
+impl Handler<KnownVideoIds> for VideoStore {
+    type Result = Result<std::collections::HashSet<VideoId>, StoreError>;
+
+    fn handle(&mut self, _: KnownVideoIds, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT id FROM videos")?;
+        let ids = stmt.query_map([], |r| uuid_col(r, 0).map(VideoId))?;
+        Ok(ids.collect::<rusqlite::Result<_>>()?)
+    }
+}

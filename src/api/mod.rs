@@ -1,0 +1,60 @@
+//! The api service: users, sessions, videos and comments as a JSON REST API (API.md's api
+//! table). Handlers only parse, send a message to an actor, and map the reply.
+
+mod comments;
+mod users;
+mod videos;
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::web;
+use actors::model::Page;
+use actors::session::Session;
+use actors::store::VideoStore;
+use serde::Deserialize;
+
+use crate::error::AppError;
+use crate::scheduler::WakeScheduler;
+
+/// What the api handlers need, handed to them as app data.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Addr<VideoStore>,
+    pub sessions: Addr<Session>,
+    /// Told about each deletion so that it is carried out at once rather than at the next tick.
+    pub scheduler: Arc<dyn WakeScheduler>,
+}
+
+/// The api's routes (health and metrics are added by the server builder).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/user").post(users::register))
+        .service(
+            web::resource("/user/{username}")
+                .post(users::sign_in)
+                .get(users::get_user)
+                .delete(users::sign_out),
+        )
+        .service(
+            web::resource("/user/{username}/videos").post(videos::create).get(videos::list_by_user),
+        )
+        .service(
+            web::resource("/user/{username}/videos/{vid}").get(videos::get).delete(videos::delete),
+        )
+        .service(web::resource("/videos").get(videos::feed))
+        .service(web::resource("/videos/{vid}/comments").get(comments::list).post(comments::create))
+        .service(web::resource("/videos/{vid}/comment/{cid}").delete(comments::delete));
+}
+
+/// `?limit=&cursor=` as sent; validated into a [`Page`].
+#[derive(Debug, Deserialize)]
+pub struct PageQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+impl PageQuery {
+    fn page(&self) -> Result<Page, AppError> {
+        Ok(Page::parse(self.limit.as_deref(), self.cursor.as_deref())?)
+    }
+}

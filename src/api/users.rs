@@ -1,0 +1,91 @@
+//! `/user` and `/user/:username`: register, sign in, who am I, sign out.
+
+use actix_web::{HttpResponse, web};
+use actors::model::{Password, UserName};
+use actors::session::{CreateSession, RevokeSession};
+use actors::store::{CreateUser, VerifyUser};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::ApiState;
+use crate::auth::Authenticated;
+use crate::error::AppError;
+
+#[derive(Debug, Deserialize)]
+pub struct RegisterBody {
+    user_name: String,
+    pwd: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignInBody {
+    pwd: String,
+    user_name: Option<String>,
+}
+
+/// Only the caller's own account may be read or signed out.
+pub(super) fn require_self(auth: &Authenticated, name: &UserName) -> Result<(), AppError> {
+    if auth.user.name == name.as_str() {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("this account belongs to someone else"))
+    }
+}
+
+fn session_created(status: actix_web::http::StatusCode, token: &str) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "success": true, "session_id": token }))
+}
+
+/// `POST /user`: registering signs in.
+pub async fn register(
+    state: web::Data<ApiState>,
+    body: web::Json<RegisterBody>,
+) -> Result<HttpResponse, AppError> {
+    let body = body.into_inner();
+    let name: UserName = body.user_name.parse()?;
+    let password: Password = body.pwd.parse()?;
+    let user = state.store.send(CreateUser { name, password }).await??;
+    let token = state.sessions.send(CreateSession { user }).await??;
+    Ok(session_created(actix_web::http::StatusCode::CREATED, token.expose()))
+}
+
+/// `POST /user/:username`: sign in; the same 401 for an unknown user and a wrong password.
+pub async fn sign_in(
+    state: web::Data<ApiState>,
+    path: web::Path<String>,
+    body: web::Json<SignInBody>,
+) -> Result<HttpResponse, AppError> {
+    let name: UserName = path.parse()?;
+    let body = body.into_inner();
+    if body.user_name.as_deref().is_some_and(|n| n != name.as_str()) {
+        return Err(AppError::BadRequest("user_name must equal the name in the path".into()));
+    }
+    // A password of the wrong length cannot be anybody's: the same 401 as a wrong one.
+    let password: Password =
+        body.pwd.parse().map_err(|_| AppError::Unauthorized("wrong user name or password"))?;
+    let user = state.store.send(VerifyUser { name, password }).await??;
+    let token = state.sessions.send(CreateSession { user }).await??;
+    Ok(session_created(actix_web::http::StatusCode::OK, token.expose()))
+}
+
+/// `GET /user/:username`: the signed-in user's own record.
+pub async fn get_user(
+    path: web::Path<String>,
+    auth: Authenticated,
+) -> Result<HttpResponse, AppError> {
+    let name: UserName = path.parse()?;
+    require_self(&auth, &name)?;
+    Ok(HttpResponse::Ok().json(json!({ "id": auth.user.id.0, "user_name": auth.user.name })))
+}
+
+/// `DELETE /user/:username`: sign out; the presented session stops working at once.
+pub async fn sign_out(
+    state: web::Data<ApiState>,
+    path: web::Path<String>,
+    auth: Authenticated,
+) -> Result<HttpResponse, AppError> {
+    let name: UserName = path.parse()?;
+    require_self(&auth, &name)?;
+    state.sessions.send(RevokeSession { token: auth.token }).await??;
+    Ok(HttpResponse::NoContent().finish())
+}

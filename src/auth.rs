@@ -1,0 +1,118 @@
+//! Who is calling: the `X-Session-Id` header or the `session` cookie, resolved by the `Session`
+//! actor. A cookie-authenticated POST/DELETE from a foreign `Origin` is refused (CSRF).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix::Addr;
+use actix_web::http::Method;
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use actors::model::User;
+use actors::session::{ResolveSession, Session, SessionToken};
+
+use crate::error::AppError;
+
+/// The header a session id travels in.
+pub const SESSION_HEADER: &str = "X-Session-Id";
+/// The cookie a browser keeps the session id in.
+pub const SESSION_COOKIE: &str = "session";
+
+/// What the extractors need; registered as app data by every service that authenticates.
+#[derive(Debug, Clone)]
+pub struct AuthState {
+    pub sessions: Addr<Session>,
+    /// The site's origin, e.g. `http://127.0.0.1:8080`; other `Origin`s may not use the cookie.
+    pub public_origin: String,
+}
+
+/// Where the request's session id came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Header,
+    Cookie,
+}
+
+/// The raw session id a request presents, if any, without resolving it.
+pub fn presented_token(req: &HttpRequest) -> Option<(String, bool)> {
+    presented(req).map(|(t, s)| (t, s == Source::Cookie))
+}
+
+fn presented(req: &HttpRequest) -> Option<(String, Source)> {
+    if let Some(v) = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
+        return Some((v.trim().to_owned(), Source::Header));
+    }
+    req.cookie(SESSION_COOKIE).map(|c| (c.value().to_owned(), Source::Cookie))
+}
+
+fn state_changing(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The cross-site rule: a state-changing request carried by the cookie must come from our own
+/// origin when it names one.
+fn check_origin(req: &HttpRequest, source: Source, state: &AuthState) -> Result<(), AppError> {
+    if source != Source::Cookie || !state_changing(req.method()) {
+        return Ok(());
+    }
+    match req.headers().get(actix_web::http::header::ORIGIN) {
+        Some(origin) if origin.as_bytes() != state.public_origin.as_bytes() => {
+            Err(AppError::Forbidden("cross-site request refused"))
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn resolve(req: HttpRequest) -> Result<Option<(User, SessionToken)>, AppError> {
+    let Some((raw, source)) = presented(&req) else { return Ok(None) };
+    let state = req
+        .app_data::<web::Data<AuthState>>()
+        .ok_or_else(|| {
+            log::error!("AuthState is not registered on this service");
+            AppError::Internal
+        })?
+        .clone();
+    check_origin(&req, source, &state)?;
+    let Some(token) = SessionToken::from_client(&raw) else { return Ok(None) };
+    let user = state.sessions.send(ResolveSession { token: token.clone() }).await??;
+    Ok(user.map(|u| (u, token)))
+}
+
+/// A signed-in caller; 401 otherwise.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user: User,
+    pub token: SessionToken,
+}
+
+impl FromRequest for Authenticated {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let (user, token) = resolve(req).await?.ok_or_else(AppError::unauthorized)?;
+            Ok(Authenticated { user, token })
+        })
+    }
+}
+
+/// A caller who may or may not be signed in; an unknown or expired session counts as anonymous.
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Option<User>);
+
+impl MaybeUser {
+    pub fn id(&self) -> Option<actors::model::UserId> {
+        self.0.as_ref().map(|u| u.id)
+    }
+}
+
+impl FromRequest for MaybeUser {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { Ok(MaybeUser(resolve(req).await?.map(|(u, _)| u))) })
+    }
+}

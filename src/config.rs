@@ -1,0 +1,124 @@
+//! Configuration: documented defaults, then command-line flags and their environment variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Which services this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    All,
+    Api,
+    Stream,
+    Scheduler,
+    Web,
+}
+
+impl Role {
+    pub fn runs(self, service: Role) -> bool {
+        self == Role::All || self == service
+    }
+}
+
+/// douyin_club: a self-hosted short-video site.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about)]
+pub struct Config {
+    /// Which services to run in this process.
+    #[arg(long, env = "DOUYIN_ROLE", value_enum, default_value = "all")]
+    pub role: Role,
+
+    /// Where the database and the video files live (created when missing).
+    #[arg(long, env = "DOUYIN_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Listen address of the web service.
+    #[arg(long, env = "DOUYIN_WEB_ADDR", default_value = "127.0.0.1:8080")]
+    pub web_addr: SocketAddr,
+
+    /// Listen address of the api service.
+    #[arg(long, env = "DOUYIN_API_ADDR", default_value = "127.0.0.1:8000")]
+    pub api_addr: SocketAddr,
+
+    /// Listen address of the stream service.
+    #[arg(long, env = "DOUYIN_STREAM_ADDR", default_value = "127.0.0.1:9000")]
+    pub stream_addr: SocketAddr,
+
+    /// Listen address of the scheduler service.
+    #[arg(long, env = "DOUYIN_SCHEDULER_ADDR", default_value = "127.0.0.1:9001")]
+    pub scheduler_addr: SocketAddr,
+
+    /// Where the api service is reached [default: http:// + --api-addr as bound].
+    #[arg(long, env = "DOUYIN_API_URL")]
+    pub api_url: Option<String>,
+
+    /// Where the stream service is reached [default: http:// + --stream-addr as bound].
+    #[arg(long, env = "DOUYIN_STREAM_URL")]
+    pub stream_url: Option<String>,
+
+    /// Where the scheduler service is reached [default: http:// + --scheduler-addr as bound].
+    #[arg(long, env = "DOUYIN_SCHEDULER_URL")]
+    pub scheduler_url: Option<String>,
+
+    /// Idle lifetime of a session, in seconds.
+    #[arg(long, env = "DOUYIN_SESSION_TTL_SECS", default_value_t = 1800,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_ttl_secs: u64,
+
+    /// Largest accepted video file, in bytes.
+    #[arg(long, env = "DOUYIN_MAX_UPLOAD_BYTES", default_value_t = 1 << 30)]
+    pub max_upload_bytes: u64,
+
+    /// Concurrent playback and upload responses, all clients together.
+    #[arg(long, env = "DOUYIN_MAX_STREAMS", default_value_t = 256)]
+    pub max_streams: usize,
+
+    /// Token-bucket refill: stream requests per second per client.
+    #[arg(long, env = "DOUYIN_STREAM_RATE", default_value_t = 50.0)]
+    pub stream_rate: f64,
+
+    /// Token-bucket size per client.
+    #[arg(long, env = "DOUYIN_STREAM_BURST", default_value_t = 100.0)]
+    pub stream_burst: f64,
+
+    /// Scheduler timer period, in seconds.
+    #[arg(long, env = "DOUYIN_DELETE_EVERY_SECS", default_value_t = 3,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub delete_every_secs: u64,
+
+    /// Shared secret of the internal scheduler API [default: generated once into
+    /// <data-dir>/internal.token].
+    #[arg(long, env = "DOUYIN_INTERNAL_TOKEN", hide_env_values = true)]
+    pub internal_token: Option<String>,
+
+    /// The origin people reach the site at [default: http:// + --web-addr].
+    #[arg(long, env = "DOUYIN_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Peers whose X-Forwarded-For is believed (comma-separated IP addresses).
+    #[arg(
+        long,
+        env = "DOUYIN_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.1,::1"
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+impl Config {
+    /// The configuration with every default and nothing from the environment, for tests.
+    pub fn defaults_for(data_dir: PathBuf) -> Self {
+        let mut cfg = Config::parse_from(["douyin_club"]);
+        cfg.data_dir = data_dir;
+        cfg
+    }
+
+    /// The public origin, without a trailing slash.
+    pub fn public_origin(&self, web_addr: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{web_addr}"),
+        }
+    }
+}

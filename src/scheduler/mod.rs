@@ -1,0 +1,23 @@
+//! The scheduler service: the internal deletion-queue API, the timer and the
+//! Dispatcher → Executor runner.
+
+use actix_web::web;
+use actors::model::VideoId;
+
+/// Tells a scheduler that a deletion was queued, so it runs now rather than at the next tick.
+/// Best effort by design: the queue row is already durable and the timer is the safety net.
+pub trait WakeScheduler: Send + Sync + 'static {
+    fn wake(&self, video: VideoId);
+}
+
+/// No scheduler to tell: the next tick of whichever scheduler runs on this data dir picks the
+/// record up.
+#[derive(Debug, Clone, Copy)]
+pub struct NoWake;
+
+impl WakeScheduler for NoWake {
+    fn wake(&self, _: VideoId) {}
+}
+
+/// The scheduler's routes (health and metrics are added by the server builder).
+pub fn routes(_cfg: &mut web::ServiceConfig) {}
