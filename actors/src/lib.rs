@@ -5,6 +5,7 @@
 //!
 //! No actix-web and no HTML here: the binary maps replies to HTTP.
 
+pub mod blob;
 pub mod error;
 pub mod model;
 pub mod session;

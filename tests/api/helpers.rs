@@ -1,0 +1,162 @@
+//! The test node and a small HTTP client around it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use awc::http::{Method, StatusCode};
+use douyin_club::{Config, Node};
+use serde_json::{Value, json};
+
+/// A running node on ephemeral ports, with its temporary data directory.
+pub struct TestApp {
+    pub node: Node,
+    pub dir: tempfile::TempDir,
+    pub api: String,
+    pub stream: String,
+    pub scheduler: String,
+    pub web: String,
+    pub client: awc::Client,
+}
+
+/// A reply: status, headers and the body parsed as JSON (`Value::Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: awc::http::header::HeaderMap,
+    pub body: Value,
+    pub raw: bytes::Bytes,
+}
+
+impl Reply {
+    /// Asserts the status and, for errors, API.md's error body with this code.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(self.body["error_code"], code, "body: {}", self.body);
+        assert!(self.body["error"].as_str().is_some_and(|e| !e.is_empty()), "{}", self.body);
+        let ct = self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+        assert!(ct.starts_with("application/json"), "content-type {ct}");
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        &self.body
+    }
+}
+
+/// A registered, signed-in user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub name: String,
+    pub session: String,
+}
+
+pub fn test_config(dir: PathBuf) -> Config {
+    let mut cfg = Config::defaults_for(dir);
+    let any = "127.0.0.1:0".parse().expect("a valid socket address");
+    cfg.api_addr = any;
+    cfg.stream_addr = any;
+    cfg.scheduler_addr = any;
+    cfg.web_addr = any;
+    cfg
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Starts a node whose configuration `tweak` may change first.
+    pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut cfg = test_config(dir.path().to_path_buf());
+        tweak(&mut cfg);
+        Self::spawn_config(cfg, dir).await
+    }
+
+    pub async fn spawn_config(cfg: Config, dir: tempfile::TempDir) -> Self {
+        let mut node = Node::start(cfg).await.expect("the node starts");
+        node.spawn();
+        let client =
+            awc::Client::builder().timeout(Duration::from_secs(30)).disable_redirects().finish();
+        TestApp {
+            api: node.urls.api.clone(),
+            stream: node.urls.stream.clone(),
+            scheduler: node.urls.scheduler.clone(),
+            web: node.urls.public_origin.clone(),
+            node,
+            dir,
+            client,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Sends a request to the api service with an optional session header and JSON body.
+    pub async fn api(
+        &self,
+        method: Method,
+        path: &str,
+        session: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let url = format!("{}{}", self.api, path);
+        self.send(method, &url, session.map(|s| ("X-Session-Id", s.to_owned())), body).await
+    }
+
+    /// Sends any request; `header` is one extra header.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        header: Option<(&str, String)>,
+        body: Option<Value>,
+    ) -> Reply {
+        let mut req = self.client.request(method, url);
+        if let Some((k, v)) = header {
+            req = req.insert_header((k, v));
+        }
+        let res = match body {
+            Some(b) => req.send_json(&b).await,
+            None => req.send().await,
+        };
+        read_reply(res.expect("the request reaches the server")).await
+    }
+
+    /// Registers `name` with a fixed password and returns the signed-in user.
+    pub async fn register(&self, name: &str) -> TestUser {
+        let r = self
+            .api(Method::POST, "/user", None, Some(json!({"user_name": name, "pwd": "password1"})))
+            .await;
+        let body = r.assert_status(201);
+        TestUser {
+            name: name.to_owned(),
+            session: body["session_id"].as_str().expect("session_id").to_owned(),
+        }
+    }
+
+    /// Creates a pending video for `user` and returns its id.
+    pub async fn create_video(&self, user: &TestUser, name: &str) -> String {
+        let path = format!("/user/{}/videos", enc(&user.name));
+        let r =
+            self.api(Method::POST, &path, Some(&user.session), Some(json!({"name": name}))).await;
+        r.assert_status(201)["id"].as_str().expect("id").to_owned()
+    }
+}
+
+pub async fn read_reply<S>(mut res: awc::ClientResponse<S>) -> Reply
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+{
+    let raw = res.body().limit(64 << 20).await.expect("the body arrives");
+    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    Reply { status: res.status(), headers: res.headers().clone(), body, raw }
+}
+
+/// Percent-encodes a path segment (user names may be any Unicode letters).
+pub fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
