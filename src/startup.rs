@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix::{Actor as _, Addr};
 use actix_web::dev::ServerHandle;
 use actix_web::web;
+use actors::blob::LocalBlobs;
 use actors::session::{Session, SqliteSessions};
 use actors::store::VideoStore;
 use base64::Engine as _;
@@ -42,6 +43,8 @@ pub struct NodeContext {
     pub internal_token: Arc<str>,
     pub store: Option<Addr<VideoStore>>,
     pub sessions: Option<Addr<Session>>,
+    /// Video files, `<data-dir>/videos`; opened with the store.
+    pub blobs: Option<Arc<LocalBlobs>>,
 }
 
 /// A running node: its bound addresses and the handles to stop it.
@@ -143,17 +146,19 @@ impl Node {
         // Blocking start-up work (directories, token file, opening and migrating SQLite) runs
         // on a blocking thread, never on the System arbiter.
         let cfg = config.clone();
-        let (token, pool) = web::block(move || -> Result<_, StartError> {
+        let (token, pool, blobs) = web::block(move || -> Result<_, StartError> {
             std::fs::create_dir_all(&cfg.data_dir)
                 .map_err(io_err(format!("creating {}", cfg.data_dir.display())))?;
             let token = internal_token(&cfg, &cfg.data_dir)?;
-            let pool = if needs_store {
-                let db = cfg.data_dir.join("douyin.sqlite3");
-                Some(VideoStore::open(&db, STORE_THREADS as u32 + 2)?)
-            } else {
-                None
-            };
-            Ok((token, pool))
+            if !needs_store {
+                return Ok((token, None, None));
+            }
+            let db = cfg.data_dir.join("douyin.sqlite3");
+            let pool = VideoStore::open(&db, STORE_THREADS as u32 + 2)?;
+            let videos = cfg.data_dir.join("videos");
+            let blobs = LocalBlobs::open(&videos)
+                .map_err(io_err(format!("opening {}", videos.display())))?;
+            Ok((token, Some(pool), Some(Arc::new(blobs))))
         })
         .await
         .map_err(|e| StartError::Io { what: "start-up".into(), source: io::Error::other(e) })??;
@@ -190,6 +195,7 @@ impl Node {
             internal_token: token.clone(),
             store,
             sessions,
+            blobs,
         };
 
         let mut servers = Vec::new();
