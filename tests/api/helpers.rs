@@ -8,6 +8,7 @@ use douyin_club::{Config, Node};
 use serde_json::{Value, json};
 
 /// A running node on ephemeral ports, with its temporary data directory.
+#[allow(dead_code)] // Each test module uses the parts it needs.
 pub struct TestApp {
     pub node: Node,
     pub dir: tempfile::TempDir,

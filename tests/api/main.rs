@@ -1,6 +1,9 @@
 //! The one integration-test binary: every test starts a real node on 127.0.0.1:0 over a
 //! temporary data directory, built by the same `Node::start` production uses.
 
+// Tests state their expectations with unwrap; a failure is the test's answer.
+#![allow(clippy::unwrap_used)]
+
 mod helpers;
 
 mod api_auth;

@@ -1,1 +1,151 @@
-//! placeholder
+//! Actor-level tests: messages sent straight to `VideoStore` and `Session` over a temporary
+//! SQLite file, including two `Session` actors sharing one database (the two-process case).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor as _, Addr};
+use actors::StoreError;
+use actors::model::{Page, Password, User, UserName};
+use actors::session::{
+    CreateSession, ResolveSession, RevokeSession, Session, SqliteSessions, Sweep,
+};
+use actors::store::{
+    CreateComment, CreateUser, CreateVideo, DeleteVideo, GetVideo, ListComments, ListDeletions,
+    ListVideos, VerifyUser, VideoStore,
+};
+
+fn name(s: &str) -> UserName {
+    s.parse().expect("a valid test user name")
+}
+
+fn pwd(s: &str) -> Password {
+    s.parse().expect("a valid test password")
+}
+
+fn open_store(dir: &tempfile::TempDir) -> Addr<VideoStore> {
+    let pool = VideoStore::open(&dir.path().join("db.sqlite3"), 4).expect("the store opens");
+    VideoStore::start(pool, 2)
+}
+
+fn sessions(store: &Addr<VideoStore>, ttl: Duration) -> Addr<Session> {
+    Session::new(Arc::new(SqliteSessions(store.clone())), ttl).start()
+}
+
+async fn user(store: &Addr<VideoStore>, n: &str) -> User {
+    store.send(CreateUser { name: name(n), password: pwd("password1") }).await.unwrap().unwrap()
+}
+
+#[actix::test]
+async fn users_register_once_and_verify_only_with_the_right_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let alice = user(&store, "alice").await;
+    let again = store.send(CreateUser { name: name("alice"), password: pwd("whatever1") }).await;
+    assert!(matches!(again.unwrap(), Err(StoreError::Conflict(_))));
+
+    let ok = store.send(VerifyUser { name: name("alice"), password: pwd("password1") }).await;
+    assert_eq!(ok.unwrap().unwrap(), alice);
+    let wrong = store.send(VerifyUser { name: name("alice"), password: pwd("password2") }).await;
+    assert!(matches!(wrong.unwrap(), Err(StoreError::BadCredentials)));
+    let unknown = store.send(VerifyUser { name: name("bob"), password: pwd("password1") }).await;
+    assert!(matches!(unknown.unwrap(), Err(StoreError::BadCredentials)));
+}
+
+#[actix::test]
+async fn pending_videos_are_visible_to_their_owner_only_and_deletion_queues_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let alice = user(&store, "alice").await;
+    let bob = user(&store, "bob").await;
+    let video = store
+        .send(CreateVideo { author: alice.clone(), name: "clip".into() })
+        .await
+        .unwrap()
+        .unwrap();
+
+    let as_owner = store.send(GetVideo { id: video.id, author: None, viewer: Some(alice.id) });
+    assert_eq!(as_owner.await.unwrap().unwrap().id, video.id);
+    let as_bob = store.send(GetVideo { id: video.id, author: None, viewer: Some(bob.id) }).await;
+    assert!(matches!(as_bob.unwrap(), Err(StoreError::NotFound)));
+    let wrong_author =
+        store.send(GetVideo { id: video.id, author: Some(name("bob")), viewer: Some(alice.id) });
+    assert!(matches!(wrong_author.await.unwrap(), Err(StoreError::NotFound)));
+
+    let feed = store.send(ListVideos { author: None, viewer: None, page: Page::default() });
+    assert!(feed.await.unwrap().unwrap().items.is_empty(), "pending videos are not in the feed");
+
+    let by_bob = store.send(DeleteVideo { id: video.id, owner: bob.id }).await.unwrap();
+    assert!(matches!(by_bob, Err(StoreError::NotFound)), "only the owner deletes");
+    store.send(DeleteVideo { id: video.id, owner: alice.id }).await.unwrap().unwrap();
+    let gone = store.send(GetVideo { id: video.id, author: None, viewer: Some(alice.id) }).await;
+    assert!(matches!(gone.unwrap(), Err(StoreError::NotFound)));
+    let comment = store
+        .send(CreateComment {
+            video: video.id,
+            author: alice.clone(),
+            content: "late".parse().unwrap(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(comment, Err(StoreError::NotFound)), "no comments on a deleted video");
+    let list = store.send(ListComments { video: video.id, viewer: None, page: Page::default() });
+    assert!(matches!(list.await.unwrap(), Err(StoreError::NotFound)));
+
+    let queue = store.send(ListDeletions).await.unwrap().unwrap();
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].video_id, video.id);
+}
+
+#[actix::test]
+async fn sessions_resolve_slide_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let alice = user(&store, "alice").await;
+    let sessions = sessions(&store, Duration::from_secs(60));
+    let token = sessions.send(CreateSession { user: alice.clone() }).await.unwrap().unwrap();
+    let who = sessions.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap();
+    assert_eq!(who, Some(alice));
+    sessions.send(RevokeSession { token: token.clone() }).await.unwrap().unwrap();
+    let who = sessions.send(ResolveSession { token }).await.unwrap().unwrap();
+    assert_eq!(who, None, "a revoked session stops working at once");
+}
+
+#[actix::test]
+async fn sessions_expire_after_their_idle_ttl_and_the_sweep_removes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let alice = user(&store, "alice").await;
+    let sessions = sessions(&store, Duration::from_secs(1));
+    let token = sessions.send(CreateSession { user: alice.clone() }).await.unwrap().unwrap();
+    assert!(
+        sessions.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap().is_some()
+    );
+    actix::clock::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(sessions.send(ResolveSession { token }).await.unwrap().unwrap(), None);
+    sessions.send(Sweep).await.unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("db.sqlite3")).unwrap();
+    let left: i64 = conn.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get(0)).unwrap();
+    assert_eq!(left, 0, "the sweep deletes expired rows");
+}
+
+#[actix::test]
+async fn two_session_actors_over_one_database_share_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two stores and two session actors over the same file: two processes on one data dir.
+    let store_a = open_store(&dir);
+    let store_b = open_store(&dir);
+    let alice = user(&store_a, "alice").await;
+    let a = sessions(&store_a, Duration::from_secs(60));
+    let b = sessions(&store_b, Duration::from_secs(60));
+
+    let token = a.send(CreateSession { user: alice.clone() }).await.unwrap().unwrap();
+    let seen_by_b = b.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap();
+    assert_eq!(seen_by_b, Some(alice), "a cache miss in B falls through to the database");
+
+    b.send(RevokeSession { token: token.clone() }).await.unwrap().unwrap();
+    assert_eq!(b.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap(), None);
+    // A's cache trusts an entry for a short revalidation window, then asks the database.
+    actix::clock::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(a.send(ResolveSession { token }).await.unwrap().unwrap(), None);
+}
