@@ -12,7 +12,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::web;
 use actors::blob::LocalBlobs;
 use actors::session::{Session, SqliteSessions};
-use actors::store::VideoStore;
+use actors::store::{CommentBatcher, VideoStore};
 use base64::Engine as _;
 use rand::RngCore as _;
 
@@ -275,6 +275,7 @@ fn store_of(ctx: &NodeContext) -> Addr<VideoStore> {
 fn start_api(ctx: &NodeContext, l: TcpListener) -> Result<actix_web::dev::Server, StartError> {
     let store = store_of(ctx);
     let state = web::Data::new(ApiState {
+        comments: CommentBatcher::new(store.clone()).start(),
         store: store.clone(),
         sessions: sessions_of(ctx),
         scheduler: Arc::new(NoWake),

@@ -20,6 +20,9 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
+    /// A batched write failed as a whole (the database's error, as text, for each item).
+    #[error("database error: {0}")]
+    Batch(String),
     /// No connection could be taken from the pool in time.
     #[error("database pool error: {0}")]
     Pool(#[from] r2d2::Error),
@@ -34,6 +37,6 @@ pub enum StoreError {
 impl StoreError {
     /// True when the failure is the database's (API code `003`) rather than another fault.
     pub fn is_database(&self) -> bool {
-        matches!(self, StoreError::Db(_) | StoreError::Pool(_))
+        matches!(self, StoreError::Db(_) | StoreError::Pool(_) | StoreError::Batch(_))
     }
 }

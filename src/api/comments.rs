@@ -40,7 +40,8 @@ pub async fn create(
 ) -> Result<HttpResponse, AppError> {
     let video: VideoId = path.parse()?;
     let content: CommentText = body.content.parse()?;
-    let comment = state.store.send(CreateComment { video, author: auth.user, content }).await??;
+    let comment =
+        state.comments.send(CreateComment { video, author: auth.user, content }).await??;
     Ok(HttpResponse::Created().json(CommentJson::from(comment)))
 }
 

@@ -11,7 +11,7 @@ use actix::Addr;
 use actix_web::web;
 use actors::model::Page;
 use actors::session::Session;
-use actors::store::VideoStore;
+use actors::store::{CommentBatcher, VideoStore};
 use serde::Deserialize;
 
 use crate::error::AppError;
@@ -22,6 +22,8 @@ use crate::scheduler::WakeScheduler;
 pub struct ApiState {
     pub store: Addr<VideoStore>,
     pub sessions: Addr<Session>,
+    /// Comments go through group commit: many posts, one transaction.
+    pub comments: Addr<CommentBatcher>,
     /// Told about each deletion so that it is carried out at once rather than at the next tick.
     pub scheduler: Arc<dyn WakeScheduler>,
 }

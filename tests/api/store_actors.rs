@@ -149,3 +149,44 @@ async fn two_session_actors_over_one_database_share_sessions() {
     actix::clock::sleep(Duration::from_millis(2100)).await;
     assert_eq!(a.send(ResolveSession { token }).await.unwrap().unwrap(), None);
 }
+
+#[actix::test]
+async fn the_comment_batcher_commits_concurrent_posts_and_fails_only_the_bad_ones() {
+    use actors::store::CommentBatcher;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let alice = user(&store, "alice").await;
+    let live = store.send(CreateVideo { author: alice.clone(), name: "live".into() });
+    let live = live.await.unwrap().unwrap();
+    let gone = store.send(CreateVideo { author: alice.clone(), name: "gone".into() });
+    let gone = gone.await.unwrap().unwrap();
+    store.send(DeleteVideo { id: gone.id, owner: alice.id }).await.unwrap().unwrap();
+
+    let batcher = CommentBatcher::new(store.clone()).start();
+    let posts = (0..60).map(|i| {
+        let video = if i % 20 == 7 { gone.id } else { live.id };
+        batcher.send(CreateComment {
+            video,
+            author: alice.clone(),
+            content: format!("comment {i}").parse().unwrap(),
+        })
+    });
+    let results = futures_util::future::join_all(posts).await;
+    let mut stored = 0;
+    for (i, r) in results.into_iter().enumerate() {
+        match r.unwrap() {
+            Ok(c) => {
+                assert_eq!(c.content, format!("comment {i}"), "replies go to their own poster");
+                stored += 1;
+            }
+            Err(e) => {
+                assert_eq!(i % 20, 7, "only comments on the deleted video fail");
+                assert!(matches!(e, StoreError::NotFound));
+            }
+        }
+    }
+    assert_eq!(stored, 57);
+    let page = Page { limit: 100, after: None };
+    let listed = store.send(ListComments { video: live.id, viewer: Some(alice.id), page }).await;
+    assert_eq!(listed.unwrap().unwrap().items.len(), 57);
+}

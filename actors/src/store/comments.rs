@@ -67,30 +67,63 @@ pub struct DeleteComment {
     pub by: UserId,
 }
 
+/// Several comments in one transaction (one fsync): what [`super::CommentBatcher`] sends.
+/// Each item succeeds or fails on its own; the reply has one result per item, in order.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Result<Comment, StoreError>>, StoreError>")]
+pub struct CreateComments {
+    pub items: Vec<CreateComment>,
+}
+
+/// Inserts one comment inside an open transaction.
+fn insert_comment(tx: &rusqlite::Connection, msg: CreateComment) -> Result<Comment, StoreError> {
+    let id = CommentId::new();
+    let created = now_ms();
+    let video_seq = visible_video_seq(tx, msg.video, Some(msg.author.id))?;
+    let content = msg.content.into_inner();
+    tx.prepare_cached(
+        "INSERT INTO comments (id, video_seq, author_id, content, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![id.to_string(), video_seq, msg.author.id.0, content, created])?;
+    Ok(Comment {
+        id,
+        video_id: msg.video,
+        author_id: msg.author.id,
+        author: msg.author.name,
+        content,
+        created_at: from_ms(created),
+    })
+}
+
 impl Handler<CreateComment> for VideoStore {
     type Result = Result<Comment, StoreError>;
 
     fn handle(&mut self, msg: CreateComment, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        let id = CommentId::new();
-        let created = now_ms();
-        let content = msg.content.into_inner();
+        write_tx(&mut conn, |tx| insert_comment(tx, msg))
+    }
+}
+
+impl Handler<CreateComments> for VideoStore {
+    type Result = Result<Vec<Result<Comment, StoreError>>, StoreError>;
+
+    fn handle(&mut self, msg: CreateComments, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
         write_tx(&mut conn, |tx| {
-            let video_seq = visible_video_seq(tx, msg.video, Some(msg.author.id))?;
-            tx.execute(
-                "INSERT INTO comments (id, video_seq, author_id, content, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id.to_string(), video_seq, msg.author.id.0, content, created],
-            )?;
-            Ok(())
-        })?;
-        Ok(Comment {
-            id,
-            video_id: msg.video,
-            author_id: msg.author.id,
-            author: msg.author.name,
-            content,
-            created_at: from_ms(created),
+            let mut results = Vec::with_capacity(msg.items.len());
+            for item in msg.items {
+                // A savepoint per item: one refused comment (video gone) does not undo the
+                // others in the batch.
+                tx.execute_batch("SAVEPOINT item")?;
+                let result = insert_comment(tx, item);
+                if result.is_err() {
+                    tx.execute_batch("ROLLBACK TO item")?;
+                }
+                tx.execute_batch("RELEASE item")?;
+                results.push(result);
+            }
+            Ok(results)
         })
     }
 }

@@ -1,6 +1,7 @@
 //! `VideoStore`: the only code that touches SQLite. A `SyncArbiter` of these actors shares one
 //! r2d2 pool; every message runs on the arbiter's own threads, never on an async executor.
 
+mod batch;
 mod comments;
 mod deletions;
 mod migrate;
@@ -17,7 +18,8 @@ use time::OffsetDateTime;
 
 use crate::error::StoreError;
 
-pub use comments::{CreateComment, DeleteComment, ListComments};
+pub use batch::CommentBatcher;
+pub use comments::{CreateComment, CreateComments, DeleteComment, ListComments};
 pub use deletions::{
     CompleteDeletion, DueDeletions, EnqueueDeletion, FailDeletion, ListDeletions,
     StalePendingVideos,
