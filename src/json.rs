@@ -1,6 +1,6 @@
 //! The JSON shapes of API.md's video and comment objects.
 
-use actors::model::{Comment, Video, VideoStatus};
+use actors::model::{Comment, Listing, Video, VideoStatus};
 use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -72,6 +72,38 @@ impl From<Comment> for CommentJson {
             author: c.author,
             content: c.content,
             time: rfc3339(c.created_at),
+        }
+    }
+}
+
+/// `{"videos": [...], "next": ...}`.
+#[derive(Debug, Serialize)]
+pub struct VideoList {
+    pub videos: Vec<VideoJson>,
+    pub next: Option<String>,
+}
+
+impl From<Listing<Video>> for VideoList {
+    fn from(l: Listing<Video>) -> Self {
+        VideoList {
+            videos: l.items.into_iter().map(VideoJson::from).collect(),
+            next: l.next.map(|c| c.encode()),
+        }
+    }
+}
+
+/// `{"comments": [...], "next": ...}`.
+#[derive(Debug, Serialize)]
+pub struct CommentList {
+    pub comments: Vec<CommentJson>,
+    pub next: Option<String>,
+}
+
+impl From<Listing<Comment>> for CommentList {
+    fn from(l: Listing<Comment>) -> Self {
+        CommentList {
+            comments: l.items.into_iter().map(CommentJson::from).collect(),
+            next: l.next.map(|c| c.encode()),
         }
     }
 }

@@ -3,6 +3,11 @@
 use clap::Parser as _;
 use douyin_club::{Config, Node};
 
+// Request handling allocates many small, short-lived objects on several threads at once;
+// mimalloc's per-thread heaps keep that off glibc malloc's contended arenas.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();

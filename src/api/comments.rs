@@ -4,12 +4,11 @@ use actix_web::{HttpResponse, web};
 use actors::model::{CommentId, CommentText, VideoId};
 use actors::store::{CreateComment, DeleteComment, ListComments};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::{ApiState, PageQuery};
 use crate::auth::{Authenticated, MaybeUser};
 use crate::error::AppError;
-use crate::json::CommentJson;
+use crate::json::{CommentJson, CommentList};
 
 #[derive(Debug, Deserialize)]
 pub struct CreateBody {
@@ -26,9 +25,7 @@ pub async fn list(
     let video: VideoId = path.parse()?;
     let page = query.page()?;
     let listing = state.store.send(ListComments { video, viewer: viewer.id(), page }).await??;
-    let comments: Vec<CommentJson> = listing.items.into_iter().map(CommentJson::from).collect();
-    Ok(HttpResponse::Ok()
-        .json(json!({ "comments": comments, "next": listing.next.map(|c| c.encode()) })))
+    Ok(HttpResponse::Ok().json(CommentList::from(listing)))
 }
 
 /// `POST /videos/:vid/comments`.

@@ -4,13 +4,12 @@ use actix_web::{HttpResponse, web};
 use actors::model::{Listing, UserName, Video, VideoId, VideoName};
 use actors::store::{CreateVideo, DeleteVideo, GetVideo, ListVideos};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::users::require_self;
 use super::{ApiState, PageQuery};
 use crate::auth::{Authenticated, MaybeUser};
 use crate::error::AppError;
-use crate::json::VideoJson;
+use crate::json::{VideoJson, VideoList};
 
 #[derive(Debug, Deserialize)]
 pub struct CreateBody {
@@ -18,8 +17,7 @@ pub struct CreateBody {
 }
 
 fn video_list(listing: Listing<Video>) -> HttpResponse {
-    let videos: Vec<VideoJson> = listing.items.into_iter().map(VideoJson::from).collect();
-    HttpResponse::Ok().json(json!({ "videos": videos, "next": listing.next.map(|c| c.encode()) }))
+    HttpResponse::Ok().json(VideoList::from(listing))
 }
 
 /// `POST /user/:username/videos`: a new pending video, owner only.

@@ -198,6 +198,9 @@ async fn deleting_hides_the_video_everywhere_and_queues_its_removal() {
     let id = app.create_video(&alice, "doomed").await;
     mark_ready(&store, &app, &alice, &id).await;
     let path = format!("/user/alice/videos/{id}");
+    // Read the feed first, so that a cached page exists when the delete happens.
+    let feed = app.api(Method::GET, "/videos", None, None).await;
+    assert_eq!(ids(feed.assert_status(200)), vec![id.clone()]);
 
     app.api(Method::DELETE, &path, None, None).await.assert_error(401, "002");
     app.api(Method::DELETE, &path, Some(&bob.session), None).await.assert_error(403, "005");

@@ -30,12 +30,11 @@ fn visible_video_seq(
     video: VideoId,
     viewer: Option<UserId>,
 ) -> Result<i64, StoreError> {
-    conn.query_row(
+    conn.prepare_cached(
         "SELECT seq FROM videos v WHERE v.id = ?1
            AND (v.state = 'ready' OR (v.state = 'pending' AND v.author_id = ?2))",
-        params![video.to_string(), viewer.map_or(-1, |u| u.0)],
-        |r| r.get(0),
-    )
+    )?
+    .query_row(params![video.to_string(), viewer.map_or(-1, |u| u.0)], |r| r.get(0))
     .optional()?
     .ok_or(StoreError::NotFound)
 }
@@ -137,15 +136,14 @@ impl Handler<ListComments> for VideoStore {
         let sql = format!(
             "SELECT {COMMENT_COLS} FROM comments c
              JOIN videos v ON v.seq = c.video_seq JOIN users u ON u.id = c.author_id
-             WHERE c.video_seq = ?1 AND (?2 IS NULL OR c.seq < ?2)
-             ORDER BY c.seq DESC LIMIT ?3"
+             WHERE c.video_seq = ?1 AND c.seq < ?2
+             ORDER BY c.seq DESC LIMIT {}",
+            // Written into the SQL, not bound: see ListVideos.
+            msg.page.limit + 1
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt
-            .query_map(
-                params![video_seq, msg.page.after.map(|c| c.0), i64::from(msg.page.limit) + 1],
-                comment_row,
-            )?
+            .query_map(params![video_seq, msg.page.after.map_or(i64::MAX, |c| c.0)], comment_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(paginate(rows, msg.page.limit))
     }

@@ -88,7 +88,9 @@ impl Handler<EnqueueDeletion> for VideoStore {
                 [msg.video.to_string()],
             )?;
             enqueue(tx, msg.video)
-        })
+        })?;
+        self.feed.invalidate();
+        Ok(())
     }
 }
 

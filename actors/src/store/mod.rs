@@ -4,11 +4,13 @@
 mod batch;
 mod comments;
 mod deletions;
+mod feed;
 mod migrate;
 mod users;
 mod videos;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -40,6 +42,8 @@ type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
 #[derive(Debug)]
 pub struct VideoStore {
     pool: Pool,
+    /// Shared by every thread of the arbiter.
+    feed: Arc<feed::FeedCache>,
 }
 
 impl Actor for VideoStore {
@@ -51,6 +55,8 @@ impl VideoStore {
     /// returns the pool. Blocking: call it from a blocking thread.
     pub fn open(path: &Path, pool_size: u32) -> Result<Pool, StoreError> {
         let manager = SqliteConnectionManager::file(path).with_init(|c| {
+            // Room for every list statement (one per page size in use) beside the rest.
+            c.set_prepared_statement_cache_capacity(128);
             // WAL lets readers run beside the writer; synchronous=FULL makes every commit
             // durable before the reply (a 204 never outlives a power cut); busy_timeout
             // queues writers instead of failing them; foreign keys are off by default.
@@ -64,6 +70,9 @@ impl VideoStore {
         let pool = r2d2::Pool::builder()
             .max_size(pool_size)
             .connection_timeout(Duration::from_secs(10))
+            // A connection from this pool cannot go stale (it is a local file), and the check
+            // costs a round trip into SQLite on every message.
+            .test_on_check_out(false)
             .build(manager)?;
         migrate::apply(&mut *pool.get()?)?;
         Ok(pool)
@@ -71,7 +80,8 @@ impl VideoStore {
 
     /// Starts `threads` store actors over `pool`.
     pub fn start(pool: Pool, threads: usize) -> Addr<Self> {
-        SyncArbiter::start(threads, move || VideoStore { pool: pool.clone() })
+        let feed = Arc::new(feed::FeedCache::new(Duration::from_secs(1)));
+        SyncArbiter::start(threads, move || VideoStore { pool: pool.clone(), feed: feed.clone() })
     }
 
     fn conn(&self) -> Result<Conn, StoreError> {

@@ -12,7 +12,7 @@ const VIDEO_COLS: &str = "v.id, v.author_id, u.user_name, v.name, v.created_at, 
     v.content_type, v.sha256, v.uploaded_at, v.seq";
 
 /// Who may see a video: ready ones are public, pending ones only to their owner.
-const VISIBLE: &str = "(v.state = 'ready' OR (v.state = 'pending' AND v.author_id = :viewer))";
+const VISIBLE: &str = "(v.state = 'ready' OR (v.state = 'pending' AND v.author_id = ?2))";
 
 fn video_row(r: &Row<'_>) -> rusqlite::Result<(Video, i64)> {
     let state: String = r.get(5)?;
@@ -127,19 +127,17 @@ impl Handler<GetVideo> for VideoStore {
         let conn = self.conn()?;
         let sql = format!(
             "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id
-             WHERE v.id = :id AND {VISIBLE} AND (:author IS NULL OR u.user_name = :author)"
+             WHERE v.id = ?1 AND {VISIBLE}"
         );
-        let author = msg.author.as_ref().map(UserName::as_str);
-        conn.query_row(
-            &sql,
-            rusqlite::named_params! {
-                ":id": msg.id.to_string(), ":viewer": viewer_param(msg.viewer), ":author": author,
-            },
-            video_row,
-        )
-        .optional()?
-        .map(|(v, _)| v)
-        .ok_or(StoreError::NotFound)
+        let (video, _) = conn
+            .prepare_cached(&sql)?
+            .query_row(params![msg.id.to_string(), viewer_param(msg.viewer)], video_row)
+            .optional()?
+            .ok_or(StoreError::NotFound)?;
+        match msg.author {
+            Some(author) if author.as_str() != video.author => Err(StoreError::NotFound),
+            _ => Ok(video),
+        }
     }
 }
 
@@ -163,36 +161,51 @@ impl Handler<ListVideos> for VideoStore {
     type Result = Result<Listing<Video>, StoreError>;
 
     fn handle(&mut self, msg: ListVideos, _: &mut Self::Context) -> Self::Result {
+        // One fixed statement per case, and the LIMIT written into the SQL: SQLite marks a
+        // statement whose plan depends on a bound value (`?n IS NULL OR …`, `LIMIT ?n`) for
+        // re-preparation on every run, which cost more than the query itself.
+        let after = msg.page.after.map_or(i64::MAX, |c| c.0);
+        let limit = msg.page.limit + 1;
+        let generation = self.feed.generation();
+        if msg.author.is_none()
+            && let Some(hit) = self.feed.get(msg.page)
+        {
+            return Ok(hit);
+        }
         let conn = self.conn()?;
-        let author_id: Option<i64> = match &msg.author {
-            None => None,
-            Some(name) => Some(
-                conn.query_row("SELECT id FROM users WHERE user_name = ?1", [name.as_str()], |r| {
-                    r.get(0)
-                })
-                .optional()?
-                .ok_or(StoreError::NotFound)?,
-            ),
+        let rows = match &msg.author {
+            None => conn
+                .prepare_cached(&format!(
+                    "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id
+                     WHERE v.state = 'ready' AND v.seq < ?1 ORDER BY v.seq DESC LIMIT {limit}"
+                ))?
+                .query_map(params![after], video_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?,
+            Some(name) => {
+                let author: i64 = conn
+                    .prepare_cached("SELECT id FROM users WHERE user_name = ?1")?
+                    .query_row([name.as_str()], |r| r.get(0))
+                    .optional()?
+                    .ok_or(StoreError::NotFound)?;
+                let states = if msg.viewer.is_some_and(|v| v.0 == author) {
+                    "('ready', 'pending')"
+                } else {
+                    "('ready')"
+                };
+                conn.prepare_cached(&format!(
+                    "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id
+                     WHERE v.author_id = ?1 AND v.state IN {states} AND v.seq < ?2
+                     ORDER BY v.seq DESC LIMIT {limit}"
+                ))?
+                .query_map(params![author, after], video_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+            }
         };
-        let sql = format!(
-            "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id
-             WHERE {VISIBLE} AND (:author IS NULL OR v.author_id = :author)
-               AND (:after IS NULL OR v.seq < :after)
-             ORDER BY v.seq DESC LIMIT :limit"
-        );
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt
-            .query_map(
-                rusqlite::named_params! {
-                    ":viewer": viewer_param(msg.viewer),
-                    ":author": author_id,
-                    ":after": msg.page.after.map(|c| c.0),
-                    ":limit": i64::from(msg.page.limit) + 1,
-                },
-                video_row,
-            )?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(paginate(rows, msg.page.limit))
+        let listing = paginate(rows, msg.page.limit);
+        if msg.author.is_none() {
+            self.feed.put(msg.page, &listing, generation);
+        }
+        Ok(listing)
     }
 }
 
@@ -249,6 +262,7 @@ impl Handler<MarkReady> for VideoStore {
             );
             Ok(tx.query_row(&sql, [msg.id.to_string()], video_row)?.0)
         })
+        .inspect(|_| self.feed.invalidate())
     }
 }
 
@@ -268,7 +282,11 @@ impl Handler<DeleteVideo> for VideoStore {
             }
             super::deletions::enqueue(tx, msg.id)?;
             Ok(())
-        })
+        })?;
+        // After the commit: a reader racing this write may cache the old page, but only
+        // until this invalidation, which follows the commit.
+        self.feed.invalidate();
+        Ok(())
     }
 }
 
