@@ -15,6 +15,8 @@ TARGET=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 BIN="$TARGET/release/douyin_club"
 WORK=$(mktemp -d)
+# nginx's workers drop root privileges: they must be able to read the data directory.
+chmod 755 "$WORK"
 PID=; NGINX_PID=
 cleanup() {
   [ -n "$PID" ] && kill "$PID" 2>/dev/null || true
@@ -86,7 +88,7 @@ http {
 CONF
 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
 NGINX_PID=$!
-wait_up "$NGINX/videos/$SMALL"
+wait_up "$NGINX/videos/$SMALL" || { cat "$WORK/nginx/error.log" >&2; exit 1; }
 cmp <(curl -fsS "$NGINX/videos/$BIG") "$WORK/big.mp4"
 cmp <(curl -fsS "$STREAM/videos/$BIG") "$WORK/big.mp4"
 

@@ -60,12 +60,25 @@ pub trait BlobWriter: Send + fmt::Debug {
 #[derive(Debug, Clone)]
 pub struct LocalBlobs {
     root: PathBuf,
+    /// How committed files are read; see [`ReadMode`].
+    read_mode: ReadMode,
     /// Videos with a write in progress: two concurrent uploads of one video would otherwise both
     /// rename into place and the file could change under a reader.
     writing: Arc<Mutex<HashSet<VideoId>>>,
 }
 
 const PARTIAL: &str = ".partial";
+
+/// How a [`LocalBlobs`] reads committed files. `bench/stream.sh` measures both; positioned
+/// reads are the default (see `bench/results/stream.md`). `DOUYIN_BLOB_READ=mmap` selects maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// `pread` into a fresh buffer on a blocking thread.
+    Pread,
+    /// A populated read-only map of the window on a blocking thread, handed out without a copy.
+    /// Sound only because committed files are never modified or truncated in place.
+    Mmap,
+}
 
 impl LocalBlobs {
     /// Uses `root` (created when missing) and removes temporary files a crash left behind, so
@@ -82,7 +95,11 @@ impl LocalBlobs {
                 Err(e) => log::warn!("cannot remove {}: {e}", path.display()),
             }
         }
-        Ok(Self { root, writing: Arc::default() })
+        let read_mode = match std::env::var("DOUYIN_BLOB_READ").as_deref() {
+            Ok("mmap") => ReadMode::Mmap,
+            _ => ReadMode::Pread,
+        };
+        Ok(Self { root, read_mode, writing: Arc::default() })
     }
 
     pub fn root(&self) -> &Path {
@@ -144,7 +161,7 @@ impl BlobStore for LocalBlobs {
             Ok((file, len))
         })
         .await?;
-        Ok(Arc::new(LocalReader { file: Arc::new(file), len }))
+        Ok(Arc::new(LocalReader { file: Arc::new(file), len, mode: self.read_mode }))
     }
 
     async fn begin_write(&self, video: VideoId) -> io::Result<Box<dyn BlobWriter>> {
@@ -169,6 +186,23 @@ impl BlobStore for LocalBlobs {
 struct LocalReader {
     file: Arc<std::fs::File>,
     len: u64,
+    mode: ReadMode,
+}
+
+/// Maps `len` bytes of `file` from `offset`, faulted in up front (so the page-cache or disk
+/// work happens here, on a blocking thread, not later on the executor).
+#[allow(unsafe_code)]
+fn map_window(file: &std::fs::File, offset: u64, len: usize) -> io::Result<Bytes> {
+    const PAGE: u64 = 4096;
+    let aligned = offset - offset % PAGE;
+    let lead = (offset - aligned) as usize;
+    // SAFETY: the map is read-only and committed video files are immutable: they are only ever
+    // created by rename and removed by unlink, never written or truncated in place, so the
+    // mapped bytes cannot change or vanish while the map lives.
+    let map = unsafe {
+        memmap2::MmapOptions::new().offset(aligned).len(lead + len).populate().map(file)?
+    };
+    Ok(Bytes::from_owner(map).slice(lead..))
 }
 
 #[async_trait]
@@ -180,6 +214,9 @@ impl BlobReader for LocalReader {
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         let len = len.min(self.len.saturating_sub(offset).try_into().unwrap_or(usize::MAX));
         let file = self.file.clone();
+        if self.mode == ReadMode::Mmap && len > 0 {
+            return blocking(move || map_window(&file, offset, len)).await;
+        }
         blocking(move || {
             use std::os::unix::fs::FileExt as _;
             let mut buf = BytesMut::zeroed(len);
@@ -304,5 +341,22 @@ mod tests {
         assert!(blobs.begin_write(other).await.is_ok(), "registration released");
         assert!(blobs.remove(id).await.unwrap());
         assert!(!blobs.remove(id).await.unwrap());
+    }
+
+    #[actix::test]
+    async fn mapped_reads_match_positioned_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let path = dir.path().join("f");
+        std::fs::write(&path, &data).unwrap();
+        for mode in [ReadMode::Pread, ReadMode::Mmap] {
+            let file = Arc::new(std::fs::File::open(&path).unwrap());
+            let r = LocalReader { file, len: data.len() as u64, mode };
+            for (off, len) in [(0, 10), (4095, 2), (5000, 9000), (19_990, 100)] {
+                let got = r.read_at(off, len).await.unwrap();
+                let end = (off as usize + len).min(data.len());
+                assert_eq!(&got[..], &data[off as usize..end], "{mode:?} {off} {len}");
+            }
+        }
     }
 }
