@@ -11,3 +11,7 @@ mod api_comments;
 mod api_users;
 mod api_videos;
 mod store_actors;
+mod stream_limiter;
+mod stream_playback;
+mod stream_support;
+mod stream_upload;
