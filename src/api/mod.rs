@@ -28,24 +28,33 @@ pub struct ApiState {
     pub scheduler: Arc<dyn WakeScheduler>,
 }
 
-/// The api's routes (health and metrics are added by the server builder).
+/// The api's routes (health and metrics are added by the server builder). Grouped in scopes by
+/// their static prefix: actix-router matches each dynamic pattern with a regex, so a request
+/// should only be tried against the few patterns that can match it.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/user").post(users::register))
-        .service(
-            web::resource("/user/{username}")
-                .post(users::sign_in)
-                .get(users::get_user)
-                .delete(users::sign_out),
-        )
-        .service(
-            web::resource("/user/{username}/videos").post(videos::create).get(videos::list_by_user),
-        )
-        .service(
-            web::resource("/user/{username}/videos/{vid}").get(videos::get).delete(videos::delete),
-        )
-        .service(web::resource("/videos").get(videos::feed))
-        .service(web::resource("/videos/{vid}/comments").get(comments::list).post(comments::create))
-        .service(web::resource("/videos/{vid}/comment/{cid}").delete(comments::delete));
+    cfg.service(
+        web::scope("/user")
+            .service(web::resource("").post(users::register))
+            .service(
+                web::resource("/{username}")
+                    .post(users::sign_in)
+                    .get(users::get_user)
+                    .delete(users::sign_out),
+            )
+            .service(
+                web::resource("/{username}/videos").post(videos::create).get(videos::list_by_user),
+            )
+            .service(
+                web::resource("/{username}/videos/{vid}").get(videos::get).delete(videos::delete),
+            ),
+    )
+    .service(
+        web::scope("/videos")
+            .service(web::resource("").get(videos::feed))
+            .service(web::resource("/{vid}/comments").get(comments::list).post(comments::create))
+            // The singular `comment` is the original design's path and stays as written.
+            .service(web::resource("/{vid}/comment/{cid}").delete(comments::delete)),
+    );
 }
 
 /// `?limit=&cursor=` as sent; validated into a [`Page`].

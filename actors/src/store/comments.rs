@@ -114,12 +114,12 @@ impl Handler<CreateComments> for VideoStore {
             for item in msg.items {
                 // A savepoint per item: one refused comment (video gone) does not undo the
                 // others in the batch.
-                tx.execute_batch("SAVEPOINT item")?;
+                tx.prepare_cached("SAVEPOINT item")?.execute([])?;
                 let result = insert_comment(tx, item);
                 if result.is_err() {
-                    tx.execute_batch("ROLLBACK TO item")?;
+                    tx.prepare_cached("ROLLBACK TO item")?.execute([])?;
                 }
-                tx.execute_batch("RELEASE item")?;
+                tx.prepare_cached("RELEASE item")?.execute([])?;
                 results.push(result);
             }
             Ok(results)
