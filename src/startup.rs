@@ -143,6 +143,15 @@ impl Node {
         let data_dir = config.data_dir.clone();
         let needs_store = role != Role::Web;
 
+        // Listeners first: a taken port fails start-up before any actor or file exists.
+        let listen = |service: Role, addr: SocketAddr, name: &str| {
+            role.runs(service).then(|| bind(addr, name)).transpose()
+        };
+        let api_l = listen(Role::Api, config.api_addr, "api")?;
+        let stream_l = listen(Role::Stream, config.stream_addr, "stream")?;
+        let scheduler_l = listen(Role::Scheduler, config.scheduler_addr, "scheduler")?;
+        let web_l = listen(Role::Web, config.web_addr, "web")?;
+
         // Blocking start-up work (directories, token file, opening and migrating SQLite) runs
         // on a blocking thread, never on the System arbiter.
         let cfg = config.clone();
@@ -172,13 +181,6 @@ impl Node {
             .start()
         });
 
-        let listen = |service: Role, addr: SocketAddr, name: &str| {
-            role.runs(service).then(|| bind(addr, name)).transpose()
-        };
-        let api_l = listen(Role::Api, config.api_addr, "api")?;
-        let stream_l = listen(Role::Stream, config.stream_addr, "stream")?;
-        let scheduler_l = listen(Role::Scheduler, config.scheduler_addr, "scheduler")?;
-        let web_l = listen(Role::Web, config.web_addr, "web")?;
         let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
         let (api_addr, stream_addr, scheduler_addr, web_addr) =
             (local(&api_l), local(&stream_l), local(&scheduler_l), local(&web_l));
