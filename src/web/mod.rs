@@ -130,12 +130,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<WebState>) {
         .route("/userhome", web::get().to(pages::user_home))
         .route("/watch/{vid}", web::get().to(pages::watch))
         .route("/u/{username}", web::get().to(pages::user))
-        .route("/api", web::post().to(forward::forward))
+        // Resources, not bare routes, so that a wrong method gets 405 rather than 404.
+        .service(web::resource("/api").route(web::post().to(forward::forward)))
         .service(
             web::resource("/videos/{vid}")
                 .route(web::get().to(proxy::playback))
                 .route(web::head().to(proxy::playback)),
         )
-        .route("/upload/{vid}", web::post().to(proxy::upload))
+        .service(web::resource("/upload/{vid}").route(web::post().to(proxy::upload)))
         .route("/statics/{name}", web::get().to(statics));
 }

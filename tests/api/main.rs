@@ -8,3 +8,7 @@ mod api_comments;
 mod api_users;
 mod api_videos;
 mod store_actors;
+mod web_forward;
+mod web_pages;
+mod web_proxy;
+mod web_support;
