@@ -290,11 +290,36 @@ fn start_api(ctx: &NodeContext, l: TcpListener) -> Result<actix_web::dev::Server
 fn start_stream(ctx: &NodeContext, l: TcpListener) -> Result<actix_web::dev::Server, StartError> {
     let store = store_of(ctx);
     let auth = auth_state(ctx);
-    let metrics = server::metrics("stream", prometheus::Registry::new());
+    let registry = prometheus::Registry::new();
+    let metrics = stream::StreamMetrics::register(&registry).map_err(|e| StartError::Io {
+        what: "stream metrics".into(),
+        source: io::Error::other(e),
+    })?;
+    let state = web::Data::new(stream::StreamState {
+        store: store.clone(),
+        sessions: sessions_of(ctx),
+        // Every role but web opens the blob store in `Node::start`, beside the database.
+        blobs: ctx.blobs.clone().expect("the blob store is opened with the store"),
+        limiter: start_limiter(&ctx.config),
+        max_upload_bytes: ctx.config.max_upload_bytes,
+        trusted_proxies: ctx.config.trusted_proxies.clone(),
+        metrics,
+    });
+    let metrics = server::metrics("stream", registry);
     server::serve(l, metrics, Health::Store(store), move |cfg| {
-        cfg.app_data(auth.clone()).configure(stream::routes);
+        cfg.app_data(auth.clone()).app_data(state.clone()).configure(stream::routes);
     })
     .map_err(io_err("starting stream"))
+}
+
+/// The StreamLimiter, started once per stream service on the System arbiter.
+fn start_limiter(config: &Config) -> Addr<actors::limiter::StreamLimiter> {
+    actors::limiter::StreamLimiter::new(actors::limiter::LimiterConfig {
+        rate: config.stream_rate,
+        burst: config.stream_burst,
+        max_streams: config.max_streams,
+    })
+    .start()
 }
 
 fn start_scheduler(

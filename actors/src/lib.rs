@@ -2,11 +2,13 @@
 //!
 //! - [`store::VideoStore`]: the only SQL in the project (a `SyncArbiter` over an r2d2 pool).
 //! - [`session::Session`]: the session cache, written through to a [`session::SessionStore`].
+//! - [`limiter::StreamLimiter`]: per-client token buckets and the global stream slots.
 //!
 //! No actix-web and no HTML here: the binary maps replies to HTTP.
 
 pub mod blob;
 pub mod error;
+pub mod limiter;
 pub mod model;
 pub mod session;
 pub mod store;

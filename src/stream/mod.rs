@@ -1,6 +1,88 @@
 //! The stream service: Range playback and streaming upload behind the StreamLimiter.
 
-use actix_web::web;
+mod limit;
+mod playback;
+mod range;
+mod sniff;
+mod upload;
 
-/// The stream's routes (health and metrics are added by the server builder).
-pub fn routes(_cfg: &mut web::ServiceConfig) {}
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::middleware::from_fn;
+use actix_web::web;
+use actors::blob::LocalBlobs;
+use actors::limiter::StreamLimiter;
+use actors::session::Session;
+use actors::store::VideoStore;
+use prometheus::{IntCounter, IntGauge, Opts, Registry};
+
+/// What the stream handlers share.
+#[derive(Debug)]
+pub struct StreamState {
+    pub store: Addr<VideoStore>,
+    pub sessions: Addr<Session>,
+    pub blobs: Arc<LocalBlobs>,
+    pub limiter: Addr<StreamLimiter>,
+    pub max_upload_bytes: u64,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub metrics: StreamMetrics,
+}
+
+/// The stream's own Prometheus series, beside the per-route request metrics.
+#[derive(Debug, Clone)]
+pub struct StreamMetrics {
+    pub active: IntGauge,
+    pub rejections: IntCounter,
+    pub bytes_served: IntCounter,
+    pub bytes_uploaded: IntCounter,
+}
+
+impl StreamMetrics {
+    /// Registers the series in `registry` (a fresh one per service, so names cannot clash).
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let opts = |name: &str, help: &str| {
+            Opts::new(name, help).namespace("douyin").const_label("service", "stream")
+        };
+        let m = StreamMetrics {
+            active: IntGauge::with_opts(opts(
+                "stream_active_streams",
+                "playback and upload responses holding a stream slot",
+            ))?,
+            rejections: IntCounter::with_opts(opts(
+                "stream_limiter_rejections_total",
+                "requests refused by the stream limiter (429)",
+            ))?,
+            bytes_served: IntCounter::with_opts(opts(
+                "stream_bytes_served_total",
+                "video bytes handed to clients",
+            ))?,
+            bytes_uploaded: IntCounter::with_opts(opts(
+                "stream_bytes_uploaded_total",
+                "upload bytes received",
+            ))?,
+        };
+        registry.register(Box::new(m.active.clone()))?;
+        registry.register(Box::new(m.rejections.clone()))?;
+        registry.register(Box::new(m.bytes_served.clone()))?;
+        registry.register(Box::new(m.bytes_uploaded.clone()))?;
+        Ok(m)
+    }
+}
+
+/// The stream's routes (health and metrics are added by the server builder). Both sit behind
+/// the limiter, so every request — a 404 included — costs a token and holds a slot.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/videos/{vid}")
+            .wrap(from_fn(limit::limit))
+            .route(web::get().to(playback::play))
+            .route(web::head().to(playback::play)),
+    )
+    .service(
+        web::resource("/upload/{vid}")
+            .wrap(from_fn(limit::limit))
+            .route(web::post().to(upload::upload)),
+    );
+}

@@ -1,0 +1,182 @@
+//! The stream limiter at the HTTP edge: who the client is (session, else IP through trusted
+//! proxies only), one `Acquire` per request, and a response body that owns the slot until it
+//! has been fully sent or the connection is gone.
+
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{ResponseError as _, web};
+use actors::limiter::{Acquire, ClientKey, SlotPermit};
+use actors::session::{ResolveSession, SessionToken};
+use bytes::Bytes;
+use prometheus::IntGauge;
+use sha2::{Digest as _, Sha256};
+
+use super::StreamState;
+use crate::auth::presented_token;
+use crate::error::AppError;
+
+/// The client address: the peer, or — when the peer is a trusted proxy — the last
+/// `X-Forwarded-For` address that is not itself a trusted proxy. An unparsable entry stops the
+/// walk (nothing left of it can be believed) and the peer is used.
+pub fn client_ip<'a>(
+    peer: IpAddr,
+    forwarded_for: impl Iterator<Item = &'a str>,
+    trusted: &[IpAddr],
+) -> IpAddr {
+    let peer = canonical(peer);
+    if !trusted.iter().any(|t| canonical(*t) == peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = forwarded_for.flat_map(|h| h.split(',')).collect();
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else { return peer };
+        let ip = canonical(ip);
+        if !trusted.iter().any(|t| canonical(*t) == ip) {
+            return ip;
+        }
+    }
+    peer
+}
+
+/// IPv4-mapped IPv6 addresses count as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The bucket key: a live session (by digest, so no session id is kept), else the client IP.
+/// An unknown or expired session counts as no session, so made-up ids cannot mint buckets.
+async fn client_key(req: &ServiceRequest, state: &StreamState) -> ClientKey {
+    if let Some(token) =
+        presented_token(req.request()).and_then(|(t, _)| SessionToken::from_client(&t))
+    {
+        let digest: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();
+        if let Ok(Ok(Some(_))) = state.sessions.send(ResolveSession { token }).await {
+            let mut key = [0u8; 16];
+            key.copy_from_slice(&digest[..16]);
+            return ClientKey::Session(key);
+        }
+    }
+    // Without a peer address (only in unit-test requests) everyone shares one bucket.
+    let peer = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let xff = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok());
+    ClientKey::Ip(client_ip(peer, xff, &state.trusted_proxies))
+}
+
+/// Middleware on the stream routes: a token and a slot, or 429 with `Retry-After`.
+pub async fn limit(
+    req: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<PermitBody>, actix_web::Error> {
+    let Some(state) = req.app_data::<web::Data<StreamState>>().cloned() else {
+        log::error!("StreamState is not registered on the stream service");
+        return Err(AppError::Internal.into());
+    };
+    let client = client_key(&req, &state).await;
+    let permit = match state.limiter.send(Acquire { client }).await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(rejected)) => {
+            state.metrics.rejections.inc();
+            log::debug!("stream limiter: {rejected}");
+            let err = AppError::RateLimited { retry_after_secs: rejected.retry_after_secs() };
+            return Ok(req
+                .into_response(err.error_response())
+                .map_body(|_, b| PermitBody::none(b)));
+        }
+        Err(e) => {
+            let err = AppError::from(e);
+            return Ok(req
+                .into_response(err.error_response())
+                .map_body(|_, b| PermitBody::none(b)));
+        }
+    };
+    let slot = Slot::new(permit, state.metrics.active.clone());
+    // While the handler runs (an upload), the slot lives in this future: a client that goes
+    // away drops the future and with it the slot.
+    let res = next.call(req).await?;
+    Ok(res.map_body(move |_, body| PermitBody { body, slot: Some(slot) }))
+}
+
+/// A held slot, counted in the active-streams gauge.
+#[derive(Debug)]
+struct Slot {
+    _permit: SlotPermit,
+    active: IntGauge,
+}
+
+impl Slot {
+    fn new(permit: SlotPermit, active: IntGauge) -> Self {
+        active.inc();
+        Self { _permit: permit, active }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.active.dec();
+    }
+}
+
+/// A response body that releases its slot when it ends or is dropped (client gone).
+pub struct PermitBody {
+    body: BoxBody,
+    slot: Option<Slot>,
+}
+
+impl PermitBody {
+    fn none(body: BoxBody) -> Self {
+        Self { body, slot: None }
+    }
+}
+
+impl MessageBody for PermitBody {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        let next = Pin::new(&mut this.body).poll_next(cx);
+        if matches!(next, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            // Fully sent (or failed): free the slot now rather than when the connection's
+            // next request replaces this body.
+            this.slot = None;
+        }
+        next
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("a test address")
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted = [ip("127.0.0.1"), ip("10.0.0.1")];
+        let xff = ["1.1.1.1, 2.2.2.2"];
+        assert_eq!(client_ip(ip("9.9.9.9"), xff.into_iter(), &trusted), ip("9.9.9.9"));
+        assert_eq!(client_ip(ip("127.0.0.1"), xff.into_iter(), &trusted), ip("2.2.2.2"));
+        // Trusted hops on the right are skipped; the client cannot pick its own address.
+        let chain = ["6.6.6.6, 3.3.3.3", "10.0.0.1"];
+        assert_eq!(client_ip(ip("127.0.0.1"), chain.into_iter(), &trusted), ip("3.3.3.3"));
+        assert_eq!(client_ip(ip("127.0.0.1"), ["junk"].into_iter(), &trusted), ip("127.0.0.1"));
+        assert_eq!(client_ip(ip("127.0.0.1"), [].into_iter(), &trusted), ip("127.0.0.1"));
+        assert_eq!(client_ip(ip("::ffff:127.0.0.1"), xff.into_iter(), &trusted), ip("2.2.2.2"));
+    }
+}
