@@ -7,6 +7,7 @@ mod api_auth;
 mod api_comments;
 mod api_users;
 mod api_videos;
+mod browser;
 mod store_actors;
 mod web_forward;
 mod web_pages;
