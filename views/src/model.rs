@@ -117,18 +117,19 @@ pub fn encode_component(s: &str) -> String {
     out
 }
 
-/// A size in human units, e.g. `1.4 MB`.
+/// A size in human units, e.g. `1.4 MB`; binary multiples, as file managers show them, so
+/// that the 1 GiB default reads "1.0 GB".
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 4] = ["KB", "MB", "GB", "TB"];
-    if bytes < 1000 {
+    if bytes < 1024 {
         return format!("{bytes} B");
     }
     // Precision loss is irrelevant for a one-decimal display.
     #[allow(clippy::cast_precision_loss)]
-    let mut v = bytes as f64 / 1000.0;
+    let mut v = bytes as f64 / 1024.0;
     let mut unit = 0;
-    while v >= 1000.0 && unit + 1 < UNITS.len() {
-        v /= 1000.0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
         unit += 1;
     }
     format!("{v:.1} {}", UNITS[unit])
@@ -148,6 +149,7 @@ mod tests {
     #[test]
     fn sizes() {
         assert_eq!(human_size(12), "12 B");
-        assert_eq!(human_size(1_400_000), "1.4 MB");
+        assert_eq!(human_size(1_468_006), "1.4 MB");
+        assert_eq!(human_size(1 << 30), "1.0 GB");
     }
 }
