@@ -158,3 +158,51 @@ async fn role_web_reaches_services_in_another_process_by_url() {
     let r = get(&front, Some("bytes=0-9"), Method::GET).await;
     assert_eq!(r.raw.as_ref(), &clip_bytes()[..10]);
 }
+
+#[actix_web::test]
+async fn upload_and_ranges_through_the_proxy_match_the_stream_service() {
+    let app = TestApp::spawn().await;
+    let (jar, r) = crate::web_support::browser_register(&app, "rita").await;
+    r.assert_status(201);
+    let created = call(
+        &app,
+        &jar,
+        Some(&app.web),
+        json!({"url": "/user/rita/videos", "method": "POST", "req_body": {"name": "real"}}),
+    )
+    .await;
+    let vid = created.assert_status(201)["id"].as_str().expect("id").to_owned();
+    // A Matroska/WebM header, then bytes that differ at every offset.
+    let mut file = vec![0x1a, 0x45, 0xdf, 0xa3];
+    file.extend_from_slice(b"....webm");
+    file.extend((0..2_000_000u32).map(|i| (i * 13 % 253) as u8));
+    let up = app
+        .client
+        .post(format!("{}/upload/{vid}", app.web))
+        .insert_header(("Cookie", jar.header().expect("cookies")))
+        .insert_header(("Origin", app.web.clone()))
+        .insert_header(("Content-Type", "video/webm"))
+        .send_body(file.clone())
+        .await
+        .expect("answers");
+    assert_eq!(read_reply(up).await.assert_status(201)["status"], "ready");
+
+    for range in ["bytes=0-0", "bytes=100-65635", "bytes=-4096", "bytes=1999000-"] {
+        let via = |base: &str| {
+            let req =
+                app.client.get(format!("{base}/videos/{vid}")).insert_header(("Range", range));
+            async move { read_reply(req.send().await.expect("answers")).await }
+        };
+        let (proxied, direct) = (via(&app.web).await, via(&app.stream).await);
+        assert_eq!(proxied.status.as_u16(), 206, "{range}");
+        assert_eq!(proxied.raw, direct.raw, "{range}");
+        for h in ["content-range", "content-type", "etag", "content-length", "accept-ranges"] {
+            assert_eq!(proxied.headers.get(h), direct.headers.get(h), "{range} {h}");
+        }
+    }
+    let whole = read_reply(
+        app.client.get(format!("{}/videos/{vid}", app.web)).send().await.expect("answers"),
+    )
+    .await;
+    assert_eq!(whole.raw.as_ref(), file.as_slice());
+}
