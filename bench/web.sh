@@ -10,19 +10,27 @@ CONNS="${CONNS:-32}"
 THREADS="${THREADS:-2}"
 TARGET="${CARGO_TARGET_DIR:-target}"
 
-cargo build --release --quiet
-BIN="$TARGET/release/douyin_club"
 DATA="$(mktemp -d)"
-WEB=127.0.0.1:18080
-API=127.0.0.1:18000
-STREAM=127.0.0.1:19000
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  # A private copy: a target dir shared with other checkouts may be rebuilt under us.
+  cp "$TARGET/release/douyin_club" "$DATA/douyin_club"
+  BIN="$DATA/douyin_club"
+fi
+# Free ports, so that the run never talks to another node that happens to be up.
+port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+WEB=127.0.0.1:$(port)
+API=127.0.0.1:$(port)
+STREAM=127.0.0.1:$(port)
+SCHED=127.0.0.1:$(port)
 # The limiter is opened wide: this measures the proxy, not the per-client token bucket.
 "$BIN" --data-dir "$DATA" --web-addr $WEB --api-addr $API --stream-addr $STREAM \
-  --scheduler-addr 127.0.0.1:19001 --stream-rate 1000000 --stream-burst 1000000 \
+  --scheduler-addr $SCHED --stream-rate 1000000 --stream-burst 1000000 \
   --max-streams 4096 >"$DATA/log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA"' EXIT
 for _ in $(seq 100); do curl -fs "http://$WEB/healthz" >/dev/null && break; sleep 0.1; done
+kill -0 $PID || { cat "$DATA/log"; exit 1; }
 
 # A user, a dozen ready videos for the feed, one ~8 MB clip for Range reads.
 S=$(curl -fs "http://$API/user" -H 'Content-Type: application/json' \
