@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 DUR="${1:-10}"
 CONNS="${CONNS:-32}"
 THREADS="${THREADS:-2}"
-TARGET="${CARGO_TARGET_DIR:-target}"
+# Wherever cargo really builds (CARGO_TARGET_DIR, a config file or a wrapper may move it).
+TARGET=$(cargo metadata --format-version 1 --no-deps \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 
 DATA="$(mktemp -d)"
 if [ -z "${BIN:-}" ]; then
@@ -32,11 +34,12 @@ trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA"' EXIT
 for _ in $(seq 100); do curl -fs "http://$WEB/healthz" >/dev/null && break; sleep 0.1; done
 kill -0 $PID || { cat "$DATA/log"; exit 1; }
 
-# A user, a dozen ready videos for the feed, one ~8 MB clip for Range reads.
+# A user, a dozen ready videos for the feed, one ~6 MB clip for Range reads.
 S=$(curl -fs "http://$API/user" -H 'Content-Type: application/json' \
   -d '{"user_name":"bench","pwd":"password1"}' | sed -E 's/.*"session_id":"([^"]+)".*/\1/')
-ffmpeg -loglevel error -y -f lavfi -i testsrc=duration=20:size=640x360:rate=25 \
-  -c:v libvpx -b:v 3M "$DATA/clip.webm"
+# Noise does not compress, so the clip is several MiB and each Range read a full MiB.
+ffmpeg -loglevel error -y -f lavfi -i "nullsrc=s=640x360:d=12,geq=random(1)*255:128:128" \
+  -c:v libvpx -b:v 4M -minrate 4M -maxrate 4M "$DATA/clip.webm"
 VID=""
 for i in $(seq 12); do
   VID=$(curl -fs "http://$API/user/bench/videos" -H "X-Session-Id: $S" \

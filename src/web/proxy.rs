@@ -107,8 +107,63 @@ where
         return out.finish();
     }
     match len {
-        Some(len) => out.body(SizedStream::new(len, res)),
-        None => out.body(BodyStream::new(res)),
+        Some(len) => out.body(SizedStream::new(len, Coalesce::new(res))),
+        None => out.body(BodyStream::new(Coalesce::new(res))),
+    }
+}
+
+/// The most a relayed chunk grows to before it is passed on.
+const CHUNK: usize = 256 * 1024;
+
+/// Joins the upstream socket's small reads (a few KiB each) into chunks of up to [`CHUNK`]
+/// while more is already at hand, so that each write to the browser carries more bytes;
+/// never waits for data to join, so nothing is delayed.
+struct Coalesce<S> {
+    inner: S,
+    buf: bytes::BytesMut,
+    done: bool,
+}
+
+impl<S> Coalesce<S> {
+    fn new(inner: S) -> Self {
+        Coalesce { inner, buf: bytes::BytesMut::new(), done: false }
+    }
+}
+
+impl<S, E> futures_util::Stream for Coalesce<S>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+{
+    type Item = Result<bytes::Bytes, E>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        while !this.done {
+            match std::pin::Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if this.buf.is_empty() && chunk.len() >= CHUNK {
+                        return Poll::Ready(Some(Ok(chunk)));
+                    }
+                    this.buf.extend_from_slice(&chunk);
+                    if this.buf.len() >= CHUNK {
+                        return Poll::Ready(Some(Ok(this.buf.split().freeze())));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => this.done = true,
+                Poll::Pending if this.buf.is_empty() => return Poll::Pending,
+                Poll::Pending => return Poll::Ready(Some(Ok(this.buf.split().freeze()))),
+            }
+        }
+        if this.buf.is_empty() {
+            Poll::Ready(None)
+        } else {
+            Poll::Ready(Some(Ok(this.buf.split().freeze())))
+        }
     }
 }
 
