@@ -335,7 +335,16 @@ fn start_scheduler(
         .map_err(io_err("starting scheduler"))
 }
 
-fn start_web(_ctx: &NodeContext, l: TcpListener) -> Result<actix_web::dev::Server, StartError> {
+fn start_web(ctx: &NodeContext, l: TcpListener) -> Result<actix_web::dev::Server, StartError> {
+    // The web service reaches the api and stream by their URLs even in one process, so that
+    // `--role web` takes the same code path.
+    let state = web::Data::new(web_service::WebState {
+        api: ctx.urls.api.clone(),
+        stream: ctx.urls.stream.clone(),
+        public_origin: ctx.urls.public_origin.clone(),
+        max_upload_bytes: ctx.config.max_upload_bytes,
+    });
     let metrics = server::metrics("web", prometheus::Registry::new());
-    server::serve(l, metrics, Health::Up, web_service::routes).map_err(io_err("starting web"))
+    server::serve(l, metrics, Health::Up, move |cfg| web_service::routes(cfg, state.clone()))
+        .map_err(io_err("starting web"))
 }

@@ -1,0 +1,213 @@
+//! `/videos/:vid` and `/upload/:vid`, proxied to the stream service. Bodies stream through in
+//! both directions, chunk by chunk, so neither a video nor an upload is ever held whole; the
+//! stream's status and headers (206, 304, 416, 429 + Retry-After …) pass through.
+
+use actix_web::body::{BodyStream, SizedStream};
+use actix_web::http::header::{self, HeaderName};
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::{Clients, WebState, session_of};
+use crate::auth::SESSION_HEADER;
+use crate::error::AppError;
+
+/// Request headers a browser sends that matter to the stream service.
+const PLAYBACK_HEADERS: [HeaderName; 7] = [
+    header::RANGE,
+    header::IF_RANGE,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+    header::ACCEPT,
+];
+
+/// Response headers that describe one hop, not the resource; the proxy sets its own.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "content-length"
+            | "date"
+    )
+}
+
+/// The video id from the path, checked before it reaches another URL.
+fn video_id(req: &HttpRequest) -> Result<String, AppError> {
+    let vid = req.match_info().get("vid").unwrap_or_default();
+    let canonical = vid.len() == 36
+        && uuid::Uuid::try_parse(vid).is_ok_and(|u| u.hyphenated().to_string() == vid);
+    if canonical {
+        Ok(vid.to_owned())
+    } else {
+        Err(AppError::BadRequest("video id must be a lowercase hyphenated UUID".into()))
+    }
+}
+
+/// The client as the stream's limiter should see it: the peer appended to any forwarded chain
+/// (the stream service only believes the chain from trusted proxies such as this one).
+fn forwarded_for(req: &HttpRequest) -> Option<String> {
+    let peer = req.peer_addr()?.ip().to_string();
+    match req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(chain) if !chain.trim().is_empty() => Some(format!("{chain}, {peer}")),
+        _ => Some(peer),
+    }
+}
+
+fn outgoing(
+    req: &HttpRequest,
+    clients: &Clients,
+    url: String,
+    pass: &[HeaderName],
+) -> awc::ClientRequest {
+    let mut out = clients.stream.request(req.method().clone(), url).no_decompress();
+    for name in pass {
+        for value in req.headers().get_all(name) {
+            out = out.append_header((name.clone(), value.clone()));
+        }
+    }
+    if let Some(session) = session_of(req) {
+        out = out.insert_header((SESSION_HEADER, session));
+    }
+    if let Some(xff) = forwarded_for(req) {
+        out = out.insert_header(("x-forwarded-for", xff));
+    }
+    out
+}
+
+/// The stream's answer as ours: status and end-to-end headers as they are, the body streamed
+/// with its length kept (so the browser sees `Content-Length`, and HEAD stays bodiless).
+fn relay<S>(res: awc::ClientResponse<S>) -> HttpResponse
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>>
+        + Unpin
+        + 'static,
+{
+    let mut out = HttpResponse::build(res.status());
+    for (name, value) in res.headers() {
+        if !hop_by_hop(name) {
+            out.append_header((name.clone(), value.clone()));
+        }
+    }
+    let len = res
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let status = res.status();
+    if status == actix_web::http::StatusCode::NOT_MODIFIED
+        || status == actix_web::http::StatusCode::NO_CONTENT
+    {
+        return out.finish();
+    }
+    match len {
+        Some(len) => out.body(SizedStream::new(len, Coalesce::new(res))),
+        None => out.body(BodyStream::new(Coalesce::new(res))),
+    }
+}
+
+/// The most a relayed chunk grows to before it is passed on.
+const CHUNK: usize = 256 * 1024;
+
+/// Joins the upstream socket's small reads (a few KiB each) into chunks of up to [`CHUNK`]
+/// while more is already at hand, so that each write to the browser carries more bytes;
+/// never waits for data to join, so nothing is delayed.
+struct Coalesce<S> {
+    inner: S,
+    buf: bytes::BytesMut,
+    done: bool,
+}
+
+impl<S> Coalesce<S> {
+    fn new(inner: S) -> Self {
+        Coalesce { inner, buf: bytes::BytesMut::new(), done: false }
+    }
+}
+
+impl<S, E> futures_util::Stream for Coalesce<S>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+{
+    type Item = Result<bytes::Bytes, E>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        while !this.done {
+            match std::pin::Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if this.buf.is_empty() && chunk.len() >= CHUNK {
+                        return Poll::Ready(Some(Ok(chunk)));
+                    }
+                    this.buf.extend_from_slice(&chunk);
+                    if this.buf.len() >= CHUNK {
+                        return Poll::Ready(Some(Ok(this.buf.split().freeze())));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => this.done = true,
+                Poll::Pending if this.buf.is_empty() => return Poll::Pending,
+                Poll::Pending => return Poll::Ready(Some(Ok(this.buf.split().freeze()))),
+            }
+        }
+        if this.buf.is_empty() {
+            Poll::Ready(None)
+        } else {
+            Poll::Ready(Some(Ok(this.buf.split().freeze())))
+        }
+    }
+}
+
+fn unreachable_stream(e: awc::error::SendRequestError) -> AppError {
+    log::warn!("stream service unreachable: {e}");
+    AppError::Unavailable
+}
+
+/// `GET`/`HEAD /videos/:vid`: playback with Range and conditional requests.
+pub async fn playback(
+    req: HttpRequest,
+    state: web::Data<WebState>,
+    clients: web::Data<Clients>,
+) -> Result<HttpResponse, AppError> {
+    let vid = video_id(&req)?;
+    let url = format!("{}/videos/{vid}", state.stream);
+    let res = outgoing(&req, &clients, url, &PLAYBACK_HEADERS)
+        .send()
+        .await
+        .map_err(unreachable_stream)?;
+    Ok(relay(res))
+}
+
+/// `POST /upload/:vid`: the body goes on as it arrives; the stream service enforces the size
+/// limit and answers 413 as soon as it is crossed.
+pub async fn upload(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<WebState>,
+    clients: web::Data<Clients>,
+) -> Result<HttpResponse, AppError> {
+    state.check_origin(&req)?;
+    let vid = video_id(&req)?;
+    let url = format!("{}/upload/{vid}", state.stream);
+    let out = outgoing(&req, &clients, url, &[header::CONTENT_TYPE, header::ACCEPT]);
+    let len = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let sent = match len {
+        // Keeping the length lets the stream refuse an oversized file before reading it.
+        Some(len) => out.send_body(SizedStream::new(len, payload)).await,
+        None => out.send_stream(payload).await,
+    };
+    Ok(relay(sent.map_err(unreachable_stream)?))
+}

@@ -1,0 +1,218 @@
+//! The pages: status and key content, signed in and out, and escaping of user strings.
+
+use awc::http::Method;
+use serde_json::json;
+
+use crate::helpers::{TestApp, enc};
+use crate::web_support::{Jar, call, jar_of, page, ready_video};
+
+#[actix_web::test]
+async fn home_signed_out_shows_the_feed_and_the_account_forms() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    ready_video(&app, &alice, "Sunset over the bay").await;
+    app.create_video(&alice, "still pending").await;
+
+    let (status, html, r) = page(&app, &Jar::default(), "/").await;
+    assert_eq!(status, 200);
+    let ct = r.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(ct.starts_with("text/html"), "{ct}");
+    assert!(html.contains("Sunset over the bay"));
+    assert!(!html.contains("still pending"), "pending videos stay out of the feed");
+    assert!(html.contains("/watch/") && html.contains("?by=alice"));
+    assert!(html.contains(r#"id="register-form""#) && html.contains(r#"id="sign-in-form""#));
+    assert!(html.contains(r#"<label for="rg-name">"#), "inputs are labelled");
+    assert!(!html.contains("data-user="), "no user when signed out");
+}
+
+#[actix_web::test]
+async fn home_paginates_with_a_next_link() {
+    let app = TestApp::spawn().await;
+    let alice = app.register("alice").await;
+    for i in 0..26 {
+        ready_video(&app, &alice, &format!("clip number {i}")).await;
+    }
+    let (_, html, _) = page(&app, &Jar::default(), "/").await;
+    assert!(html.contains("clip number 25") && !html.contains("clip number 1<"));
+    let next = html.split(r#"href="/?cursor="#).nth(1).expect("a next link");
+    let cursor = next.split('"').next().expect("the cursor");
+    let (status, older, _) = page(&app, &Jar::default(), &format!("/?cursor={cursor}")).await;
+    assert_eq!(status, 200);
+    assert!(older.contains("clip number 0") && older.contains("clip number 1<"));
+    assert!(!older.contains("clip number 25"));
+}
+
+#[actix_web::test]
+async fn home_signed_in_has_navigation_and_no_forms() {
+    let app = TestApp::spawn().await;
+    let bob = app.register("bob").await;
+    let (status, html, _) = page(&app, &jar_of(&bob), "/").await;
+    assert_eq!(status, 200);
+    assert!(html.contains(r#"data-user="bob""#));
+    assert!(html.contains(r#"href="/userhome""#) && html.contains("Sign out"));
+    assert!(!html.contains("register-form"));
+}
+
+#[actix_web::test]
+async fn a_stale_session_counts_as_signed_out() {
+    let app = TestApp::spawn().await;
+    let jar = Jar { session: Some("bogus".into()), user: Some("bob".into()) };
+    let (status, html, _) = page(&app, &jar, "/").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("register-form"));
+    let (status, _, r) = page(&app, &jar, "/userhome").await;
+    assert_eq!(status, 303);
+    assert_eq!(r.headers.get("location").expect("location"), "/");
+}
+
+#[actix_web::test]
+async fn userhome_lists_own_videos_with_status_upload_and_delete() {
+    let app = TestApp::spawn().await;
+    let carol = app.register("carol").await;
+    let ready = ready_video(&app, &carol, "My ready clip").await;
+    let pending = app.create_video(&carol, "My pending clip").await;
+
+    let (status, _, r) = page(&app, &Jar::default(), "/userhome").await;
+    assert_eq!(status, 303, "signed out goes home");
+    assert_eq!(r.headers.get("location").expect("location"), "/");
+
+    let (status, html, _) = page(&app, &jar_of(&carol), "/userhome").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("My ready clip") && html.contains("My pending clip"));
+    assert!(html.contains("Ready") && html.contains("Pending"));
+    assert!(html.contains(r#"id="upload-form""#) && html.contains("<progress"));
+    assert!(html.contains(r#"type="file""#) && html.contains(r#"<label for="up-file">"#));
+    assert!(html.contains(&format!(r#"data-action="delete-video" data-id="{ready}""#)));
+    assert!(html.contains(&format!(r#"data-id="{pending}""#)));
+}
+
+#[actix_web::test]
+async fn watch_page_has_player_comments_and_form_when_signed_in() {
+    let app = TestApp::spawn().await;
+    let dave = app.register("dave").await;
+    let erin = app.register("erin").await;
+    let vid = ready_video(&app, &dave, "Cat jumps").await;
+    let path = format!("/videos/{vid}/comments");
+    for (who, text) in [(&erin, "first!"), (&dave, "thanks")] {
+        app.api(Method::POST, &path, Some(&who.session), Some(json!({"content": text})))
+            .await
+            .assert_status(201);
+    }
+
+    let (status, html, _) = page(&app, &Jar::default(), &format!("/watch/{vid}?by=dave")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(&format!(
+        r#"<video id="player" controls playsinline preload="metadata" src="/videos/{vid}""#
+    )));
+    assert!(html.contains("Cat jumps") && html.contains("@dave"));
+    let (first, thanks) = (html.find("first!").expect("a"), html.find("thanks").expect("b"));
+    assert!(thanks < first, "comments are newest first");
+    assert!(!html.contains("comment-form"), "no form when signed out");
+    assert!(!html.contains("delete-comment"), "no delete when signed out");
+
+    // erin may delete only her own comment; dave owns the video and may delete both.
+    let (_, html, _) = page(&app, &jar_of(&erin), &format!("/watch/{vid}?by=dave")).await;
+    assert!(html.contains("comment-form"));
+    assert_eq!(html.matches(r#"data-action="delete-comment""#).count(), 1);
+    assert!(!html.contains("Delete video"));
+    let (_, html, _) = page(&app, &jar_of(&dave), &format!("/watch/{vid}")).await;
+    assert_eq!(html.matches(r#"data-action="delete-comment""#).count(), 2);
+    assert!(html.contains("Delete video"));
+
+    // A link without ?by= still finds a ready video through the feed.
+    let (status, html, _) = page(&app, &Jar::default(), &format!("/watch/{vid}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Cat jumps"));
+}
+
+#[actix_web::test]
+async fn watch_page_of_missing_or_malformed_video_is_a_friendly_404() {
+    let app = TestApp::spawn().await;
+    let frank = app.register("frank").await;
+    let pending = app.create_video(&frank, "not yet").await;
+    for path in [
+        "/watch/0190a0b0-0000-7000-8000-000000000001".to_owned(),
+        "/watch/not-a-uuid".to_owned(),
+        format!("/watch/{pending}?by=frank"),
+    ] {
+        let (status, html, _) = page(&app, &Jar::default(), &path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(html.contains("Not found") && html.contains("Back to the feed"), "{path}");
+    }
+    // The owner sees their pending video's page.
+    let (status, _, _) = page(&app, &jar_of(&frank), &format!("/watch/{pending}")).await;
+    assert_eq!(status, 200);
+}
+
+#[actix_web::test]
+async fn user_page_lists_ready_videos_and_404s_unknown_users() {
+    let app = TestApp::spawn().await;
+    let name = "小明";
+    let user = app.register(name).await;
+    ready_video(&app, &user, "Dumplings").await;
+    app.create_video(&user, "secret draft").await;
+    let (status, html, _) = page(&app, &jar_of(&user), &format!("/u/{}", enc(name))).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("@小明") && html.contains("Dumplings"));
+    assert!(!html.contains("secret draft"), "the public page shows ready videos only");
+    let (status, html, _) = page(&app, &Jar::default(), "/u/nobody").await;
+    assert_eq!(status, 404);
+    assert!(html.contains("Not found"));
+}
+
+#[actix_web::test]
+async fn user_strings_are_escaped_everywhere() {
+    let app = TestApp::spawn().await;
+    let mallory = app.register("mallory").await;
+    let evil = r#"<script>alert("x")</script>"#;
+    let vid = ready_video(&app, &mallory, evil).await;
+    let jar = jar_of(&mallory);
+    let r = call(
+        &app,
+        &jar,
+        None,
+        json!({"url": format!("/videos/{vid}/comments"), "method": "POST", "req_body": {"content": evil}}),
+    )
+    .await;
+    r.assert_status(201);
+    for path in ["/".to_owned(), "/userhome".into(), format!("/watch/{vid}"), "/u/mallory".into()] {
+        let (status, html, _) = page(&app, &jar, &path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(!html.contains("<script>alert"), "{path} must escape");
+        assert!(html.contains("&lt;script&gt;alert"), "{path} shows it as text");
+    }
+}
+
+#[actix_web::test]
+async fn statics_are_served_from_the_binary_with_cache_headers() {
+    let app = TestApp::spawn().await;
+    let (_, html, _) = page(&app, &Jar::default(), "/").await;
+    let css = html.split(r#"href="/statics/site.css"#).nth(1).expect("css link");
+    let css = format!("/statics/site.css{}", css.split('"').next().expect("href"));
+    let (status, body, r) = page(&app, &Jar::default(), &css).await;
+    assert_eq!(status, 200);
+    assert!(body.contains(":root"));
+    let h = |n: &str| r.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert!(h("content-type").starts_with("text/css"));
+    assert!(h("cache-control").contains("max-age=31536000"));
+    let etag = h("etag");
+    let again = app
+        .client
+        .get(format!("{}/statics/site.js", app.web))
+        .insert_header(("If-None-Match", etag.clone()))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(again.status().as_u16(), 200, "a different file's etag does not match");
+    let again = app
+        .client
+        .get(format!("{}{css}", app.web))
+        .insert_header(("If-None-Match", etag))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(again.status().as_u16(), 304);
+    let (status, _, _) = page(&app, &Jar::default(), "/statics/nope.css").await;
+    assert_eq!(status, 404);
+    assert!(!html.contains("http://") && !html.contains("https://"), "nothing from outside");
+}

@@ -1,0 +1,208 @@
+//! The stream proxy against a stand-in stream service: Range byte-exactness, conditional
+//! requests, the limiter's 429, upload streaming, headers; and `--role web` across processes.
+
+use awc::http::Method;
+use serde_json::json;
+
+use crate::helpers::{TestApp, read_reply, test_config};
+use crate::web_support::{Jar, call, clip_bytes, fake_stream, page, ready_video};
+
+const VID: &str = "0190a0b0-0000-7000-8000-00000000abcd";
+
+async fn get(app: &TestApp, range: Option<&str>, method: Method) -> crate::helpers::Reply {
+    let mut req = app.client.request(method, format!("{}/videos/{VID}", app.web));
+    if let Some(r) = range {
+        req = req.insert_header(("Range", r));
+    }
+    req = req
+        .insert_header(("Cookie", "session=sess-1"))
+        .insert_header(("X-Forwarded-For", "203.0.113.9"));
+    read_reply(req.send().await.expect("the proxy answers")).await
+}
+
+#[actix_web::test]
+async fn range_requests_are_byte_exact() {
+    let (stream, seen) = fake_stream();
+    let app = TestApp::spawn_with(|c| c.stream_url = Some(stream.clone())).await;
+    assert_eq!(app.stream, stream, "the web service proxies to the configured stream URL");
+    let clip = clip_bytes();
+    let n = clip.len();
+
+    let whole = get(&app, None, Method::GET).await;
+    assert_eq!(whole.status.as_u16(), 200);
+    assert_eq!(whole.raw.as_ref(), clip.as_slice());
+    assert_eq!(whole.headers.get("content-length").expect("length"), &n.to_string());
+    assert_eq!(whole.headers.get("accept-ranges").expect("ranges"), "bytes");
+    assert_eq!(whole.headers.get("content-type").expect("type"), "video/webm");
+
+    for (range, a, b) in [
+        ("bytes=0-99", 0, 99),
+        ("bytes=1000-", 1000, n - 1),
+        ("bytes=123457-200000", 123_457, 200_000),
+    ] {
+        let r = get(&app, Some(range), Method::GET).await;
+        assert_eq!(r.status.as_u16(), 206, "{range}");
+        assert_eq!(r.raw.as_ref(), &clip[a..=b], "{range}");
+        assert_eq!(r.headers.get("content-range").expect("range"), &format!("bytes {a}-{b}/{n}"));
+    }
+    let r = get(&app, Some("bytes=999999-"), Method::GET).await;
+    assert_eq!(r.status.as_u16(), 416);
+    assert_eq!(r.headers.get("content-range").expect("range"), &format!("bytes */{n}"));
+
+    let head = get(&app, None, Method::HEAD).await;
+    assert_eq!(head.status.as_u16(), 200);
+    assert!(head.raw.is_empty());
+    assert_eq!(head.headers.get("content-length").expect("length"), &n.to_string());
+
+    let s = seen.lock().expect("not poisoned").clone();
+    assert_eq!(s.session.as_deref(), Some("sess-1"), "the cookie becomes X-Session-Id");
+    assert_eq!(s.cookie, None, "the browser's cookies stay with the proxy");
+    assert_eq!(s.forwarded_for.as_deref(), Some("203.0.113.9, 127.0.0.1"));
+}
+
+#[actix_web::test]
+async fn conditional_and_limited_answers_pass_through() {
+    let (stream, _) = fake_stream();
+    let app = TestApp::spawn_with(|c| c.stream_url = Some(stream)).await;
+    let r = app
+        .client
+        .get(format!("{}/videos/{VID}", app.web))
+        .insert_header(("If-None-Match", "\"abc\""))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status().as_u16(), 304);
+    let limited = format!("{}/videos/0190a0b0-0000-7000-8000-000000000429", app.web);
+    let r = read_reply(app.client.get(limited).send().await.expect("answers")).await;
+    r.assert_error(429, "010");
+    assert_eq!(r.headers.get("retry-after").expect("retry-after"), "7");
+    let r = read_reply(
+        app.client.get(format!("{}/videos/../healthz", app.web)).send().await.expect("answers"),
+    )
+    .await;
+    assert_ne!(r.status.as_u16(), 200);
+    let r = read_reply(
+        app.client.get(format!("{}/videos/NOT-A-UUID", app.web)).send().await.expect("answers"),
+    )
+    .await;
+    r.assert_error(400, "001");
+}
+
+#[actix_web::test]
+async fn uploads_stream_through_and_foreign_origins_are_refused() {
+    let (stream, seen) = fake_stream();
+    let app = TestApp::spawn_with(|c| c.stream_url = Some(stream)).await;
+    let url = format!("{}/upload/{VID}", app.web);
+    let body = vec![7u8; 3 << 20];
+    let r = app
+        .client
+        .post(&url)
+        .insert_header(("Cookie", "session=sess-2"))
+        .insert_header(("Origin", app.web.clone()))
+        .insert_header(("Content-Type", "video/webm"))
+        .send_body(body.clone())
+        .await
+        .expect("answers");
+    let r = read_reply(r).await;
+    assert_eq!(r.assert_status(201)["received"], body.len());
+    let s = seen.lock().expect("not poisoned").clone();
+    assert_eq!(s.upload_len, body.len());
+    assert_eq!(s.session.as_deref(), Some("sess-2"));
+    assert_eq!(s.content_type.as_deref(), Some("video/webm"));
+
+    // A chunked body of unknown length streams through as well.
+    let chunks = futures_util::stream::iter(
+        (0..10).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![1u8; 100_000]))),
+    );
+    let r = app
+        .client
+        .post(&url)
+        .insert_header(("Content-Type", "video/webm"))
+        .send_stream(chunks)
+        .await
+        .expect("answers");
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(seen.lock().expect("not poisoned").upload_len, 1_000_000);
+
+    let r = app
+        .client
+        .post(&url)
+        .insert_header(("Origin", "http://evil.example"))
+        .insert_header(("Cookie", "session=sess-2"))
+        .send_body("x")
+        .await
+        .expect("answers");
+    assert_eq!(read_reply(r).await.status.as_u16(), 403);
+}
+
+#[actix_web::test]
+async fn role_web_reaches_services_in_another_process_by_url() {
+    let (stream, _) = fake_stream();
+    let backend = TestApp::spawn().await;
+    let alice = backend.register("alice").await;
+    ready_video(&backend, &alice, "Across processes").await;
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut cfg = test_config(dir.path().to_path_buf());
+    cfg.role = douyin_club::config::Role::Web;
+    cfg.api_url = Some(backend.api.clone());
+    cfg.stream_url = Some(stream);
+    let front = TestApp::spawn_config(cfg, dir).await;
+    assert!(front.node.api_addr.is_none(), "the web role runs no api");
+
+    let (status, html, _) = page(&front, &Jar::default(), "/").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Across processes"));
+    let r = call(&front, &Jar::default(), None, json!({"url": "/videos", "method": "GET"})).await;
+    assert_eq!(r.assert_status(200)["videos"][0]["name"], "Across processes");
+    let r = get(&front, Some("bytes=0-9"), Method::GET).await;
+    assert_eq!(r.raw.as_ref(), &clip_bytes()[..10]);
+}
+
+#[actix_web::test]
+async fn upload_and_ranges_through_the_proxy_match_the_stream_service() {
+    let app = TestApp::spawn().await;
+    let (jar, r) = crate::web_support::browser_register(&app, "rita").await;
+    r.assert_status(201);
+    let created = call(
+        &app,
+        &jar,
+        Some(&app.web),
+        json!({"url": "/user/rita/videos", "method": "POST", "req_body": {"name": "real"}}),
+    )
+    .await;
+    let vid = created.assert_status(201)["id"].as_str().expect("id").to_owned();
+    // A Matroska/WebM header, then bytes that differ at every offset.
+    let mut file = vec![0x1a, 0x45, 0xdf, 0xa3];
+    file.extend_from_slice(b"....webm");
+    file.extend((0..2_000_000u32).map(|i| (i * 13 % 253) as u8));
+    let up = app
+        .client
+        .post(format!("{}/upload/{vid}", app.web))
+        .insert_header(("Cookie", jar.header().expect("cookies")))
+        .insert_header(("Origin", app.web.clone()))
+        .insert_header(("Content-Type", "video/webm"))
+        .send_body(file.clone())
+        .await
+        .expect("answers");
+    assert_eq!(read_reply(up).await.assert_status(201)["status"], "ready");
+
+    for range in ["bytes=0-0", "bytes=100-65635", "bytes=-4096", "bytes=1999000-"] {
+        let via = |base: &str| {
+            let req =
+                app.client.get(format!("{base}/videos/{vid}")).insert_header(("Range", range));
+            async move { read_reply(req.send().await.expect("answers")).await }
+        };
+        let (proxied, direct) = (via(&app.web).await, via(&app.stream).await);
+        assert_eq!(proxied.status.as_u16(), 206, "{range}");
+        assert_eq!(proxied.raw, direct.raw, "{range}");
+        for h in ["content-range", "content-type", "etag", "content-length", "accept-ranges"] {
+            assert_eq!(proxied.headers.get(h), direct.headers.get(h), "{range} {h}");
+        }
+    }
+    let whole = read_reply(
+        app.client.get(format!("{}/videos/{vid}", app.web)).send().await.expect("answers"),
+    )
+    .await;
+    assert_eq!(whole.raw.as_ref(), file.as_slice());
+}

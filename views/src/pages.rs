@@ -1,0 +1,268 @@
+//! The five pages: feed, the user's home, watch, a user's public page, and errors.
+
+use maud::{Markup, html};
+
+use crate::layout::{alert_slot, page};
+use crate::model::{
+    CommentView, ErrorPage, HomePage, UserHomePage, UserPage, VideoCard, VideoList, VideoState,
+    WatchPage, human_size, user_href, watch_href,
+};
+
+/// A hue from the id, so that cards without thumbnails are still told apart at a glance.
+fn hue(id: &str) -> u32 {
+    id.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 360
+}
+
+fn card(v: &VideoCard, show_author: bool) -> Markup {
+    html! {
+        li.card {
+            @match v.state {
+                VideoState::Ready => a.thumb href=(watch_href(&v.id, &v.author)) style=(format!("--h:{}", hue(&v.id))) {
+                    span.play aria-hidden="true" { "▶" }
+                    span.sr-only { "Watch " (v.name) }
+                },
+                VideoState::Pending => div.thumb.pending style=(format!("--h:{}", hue(&v.id))) {
+                    span.play aria-hidden="true" { "…" }
+                },
+            }
+            div.meta {
+                h3.title {
+                    @if v.state == VideoState::Ready {
+                        a href=(watch_href(&v.id, &v.author)) { (v.name) }
+                    } @else { (v.name) }
+                }
+                p.sub {
+                    @if show_author { a href=(user_href(&v.author)) { "@" (v.author) } " · " }
+                    time datetime=(v.datetime) { (v.date) }
+                }
+            }
+        }
+    }
+}
+
+fn grid(list: &VideoList, show_author: bool, empty: &str) -> Markup {
+    html! {
+        @if list.videos.is_empty() {
+            p.empty { (empty) }
+        } @else {
+            ul.grid { @for v in &list.videos { (card(v, show_author)) } }
+        }
+        @if let Some(next) = &list.next_href {
+            nav.pager aria-label="Pages" { a.btn.ghost href=(next) rel="next" { "Older videos →" } }
+        }
+    }
+}
+
+fn account_forms() -> Markup {
+    html! {
+        section #account .account aria-labelledby="account-h" {
+            h2 #account-h { "Join in" }
+            p.lead { "Sign in to upload clips and comment. Watching needs no account." }
+            div.forms {
+                form.panel #sign-in-form data-action="sign-in" {
+                    h3 { "Sign in" }
+                    label for="si-name" { "User name" }
+                    input #si-name name="user_name" autocomplete="username" required minlength="2" maxlength="32";
+                    label for="si-pwd" { "Password" }
+                    input #si-pwd name="pwd" type="password" autocomplete="current-password" required minlength="6" maxlength="128";
+                    (alert_slot())
+                    button.btn type="submit" { "Sign in" }
+                }
+                form.panel #register-form data-action="register" {
+                    h3 { "Create an account" }
+                    label for="rg-name" { "User name" }
+                    input #rg-name name="user_name" autocomplete="username" required minlength="2" maxlength="32" aria-describedby="rg-name-hint";
+                    small #rg-name-hint .hint { "2–32 letters, digits, _ - or ." }
+                    label for="rg-pwd" { "Password" }
+                    input #rg-pwd name="pwd" type="password" autocomplete="new-password" required minlength="6" maxlength="128" aria-describedby="rg-pwd-hint";
+                    small #rg-pwd-hint .hint { "At least 6 characters." }
+                    (alert_slot())
+                    button.btn type="submit" { "Register" }
+                }
+            }
+        }
+    }
+}
+
+/// `/`: the newest ready videos; the account forms when signed out.
+pub fn home(p: &HomePage) -> Markup {
+    let body = html! {
+        @if p.viewer.is_none() { (account_forms()) }
+        section aria-labelledby="feed-h" {
+            h1 #feed-h { "Latest videos" }
+            (grid(&p.feed, true, "No videos yet. Be the first to upload one!"))
+        }
+    };
+    page("Feed", p.viewer.as_ref(), body)
+}
+
+/// `/userhome`: upload with progress, and the user's videos with status and delete.
+pub fn user_home(p: &UserHomePage) -> Markup {
+    let body = html! {
+        h1 { "My videos" }
+        form.panel.upload #upload-form data-action="upload" {
+            h2 { "Upload a clip" }
+            label for="up-name" { "Title" }
+            input #up-name name="name" required maxlength="200" placeholder="What is it about?";
+            label for="up-file" { "Video file" }
+            input #up-file name="file" type="file" accept="video/*" required aria-describedby="up-hint";
+            small #up-hint .hint {
+                "MP4, WebM, MOV or MKV"
+                @if let Some(max) = &p.max_upload_hint { ", up to " (max) }
+                "."
+            }
+            div.progress #up-progress hidden {
+                progress #up-bar max="100" value="0" aria-labelledby="up-pct" {}
+                span #up-pct aria-live="polite" { "0%" }
+            }
+            (alert_slot())
+            button.btn type="submit" { "Upload" }
+        }
+        section aria-labelledby="mine-h" {
+            h2 #mine-h { "Your uploads" }
+            @if p.videos.videos.is_empty() {
+                p.empty { "Nothing here yet — your uploads will appear in this list." }
+            } @else {
+                ul.rows {
+                    @for v in &p.videos.videos {
+                        li.row #(format!("video-{}", v.id)) data-video=(v.id) {
+                            div.row-main {
+                                @if v.state == VideoState::Ready {
+                                    a.row-title href=(watch_href(&v.id, &v.author)) { (v.name) }
+                                } @else { span.row-title { (v.name) } }
+                                p.sub {
+                                    time datetime=(v.datetime) { (v.date) }
+                                    @if let Some(s) = v.size { " · " (human_size(s)) }
+                                }
+                            }
+                            @match v.state {
+                                VideoState::Ready => span.badge.ready { "Ready" },
+                                VideoState::Pending => span.badge.pending title="The file has not arrived yet" { "Pending" },
+                            }
+                            button.btn.danger.small type="button" data-action="delete-video" data-id=(v.id) data-name=(v.name) aria-label=(format!("Delete “{}”", v.name)) { "Delete" }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = &p.videos.next_href {
+                nav.pager aria-label="Pages" { a.btn.ghost href=(next) rel="next" { "Older videos →" } }
+            }
+        }
+    };
+    page("My videos", Some(&p.viewer), body)
+}
+
+fn comment(c: &CommentView) -> Markup {
+    html! {
+        li.comment #(format!("comment-{}", c.id)) {
+            p.sub {
+                a.author href=(user_href(&c.author)) { "@" (c.author) }
+                " · " time datetime=(c.datetime) { (c.date) }
+            }
+            p.text { (c.content) }
+            @if c.can_delete {
+                button.link.danger type="button" data-action="delete-comment" data-id=(c.id) { "Delete" }
+            }
+        }
+    }
+}
+
+/// `/watch/:vid`: the player, who made it, and the conversation.
+pub fn watch(p: &WatchPage) -> Markup {
+    let v = &p.video;
+    let body = html! {
+        article.watch data-video=(v.id) data-author=(v.author) {
+            div.player {
+                video #player controls playsinline preload="metadata" src=(p.src) {
+                    "Your browser cannot play this video. "
+                    a href=(p.src) { "Download it" } " instead."
+                }
+            }
+            div.about {
+                h1 { (v.name) }
+                p.sub {
+                    a.author href=(user_href(&v.author)) { "@" (v.author) }
+                    " · " time datetime=(v.datetime) { (v.date) }
+                }
+                @if p.is_owner {
+                    button.btn.danger.small type="button" data-action="delete-video" data-id=(v.id) data-name=(v.name) data-then="/userhome" { "Delete video" }
+                }
+            }
+            section.comments aria-labelledby="comments-h" {
+                h2 #comments-h { "Comments" }
+                @if p.viewer.is_some() {
+                    form.panel #comment-form data-action="comment" {
+                        label for="cm-text" { "Add a comment" }
+                        textarea #cm-text name="content" required maxlength="2000" rows="3" placeholder="Say something nice" {}
+                        (alert_slot())
+                        button.btn type="submit" { "Post" }
+                    }
+                } @else {
+                    p.hint { a href="/#account" { "Sign in" } " to comment." }
+                }
+                @if p.comments.is_empty() {
+                    p.empty #no-comments { "No comments yet." }
+                } @else {
+                    ul.comment-list { @for c in &p.comments { (comment(c)) } }
+                }
+                @if let Some(next) = &p.more_comments_href {
+                    nav.pager aria-label="Comment pages" { a.btn.ghost href=(next) rel="next" { "Older comments →" } }
+                }
+            }
+        }
+    };
+    page(&v.name, p.viewer.as_ref(), body)
+}
+
+/// `/u/:username`: one user's ready videos.
+pub fn user_page(p: &UserPage) -> Markup {
+    let body = html! {
+        h1 { "@" (p.user) }
+        (grid(&p.videos, false, "No videos yet."))
+    };
+    page(&format!("@{}", p.user), p.viewer.as_ref(), body)
+}
+
+/// Any failure, in words a visitor understands.
+pub fn error_page(p: &ErrorPage) -> Markup {
+    let body = html! {
+        section.panel.error-page {
+            p.code { (p.status) }
+            h1 { (p.title) }
+            p { (p.message) }
+            p { a.btn href="/" { "Back to the feed" } }
+        }
+    };
+    page(&p.title, p.viewer.as_ref(), body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Viewer;
+
+    fn video(name: &str) -> VideoCard {
+        VideoCard {
+            id: "0190a0b0-0000-7000-8000-000000000001".into(),
+            name: name.into(),
+            author: "a<b".into(),
+            date: "Nov 26, 2026".into(),
+            datetime: "2026-11-26T00:00:00Z".into(),
+            state: VideoState::Ready,
+            size: Some(1),
+        }
+    }
+
+    #[test]
+    fn escapes_user_strings() {
+        let p = HomePage {
+            viewer: Some(Viewer { name: "x\"y".into() }),
+            feed: VideoList { videos: vec![video("<script>alert(1)</script>")], next_href: None },
+        };
+        let html = home(&p).into_string();
+        assert!(!html.contains("<script>alert"));
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(html.contains("data-user=\"x&quot;y\""));
+        assert!(html.contains("a%3Cb"));
+    }
+}

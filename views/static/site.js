@@ -1,0 +1,184 @@
+// douyin club — the few actions a page offers: account, upload with progress, delete, comment.
+// Viewing never needs this file. Every call goes through the site's own `/api` and `/upload`,
+// so the session cookie (HttpOnly) is never visible here.
+"use strict";
+
+(function () {
+  // API.md's error codes in words a visitor understands; the api's message is the fallback.
+  var FRIENDLY = {
+    "001": "Please check what you entered.",
+    "002": "Please sign in again — wrong name or password, or your session expired.",
+    "003": "Our database is having trouble. Please try again in a moment.",
+    "004": "Something went wrong on our side. Please try again.",
+    "005": "You are not allowed to do that.",
+    "006": "It is gone — it may have been deleted.",
+    "007": "That is taken already — try another name.",
+    "008": "That file is too large.",
+    "009": "That file is not a video we recognise (MP4, WebM, MOV or MKV).",
+    "010": "Too many requests — please wait a few seconds and try again.",
+    "011": "The site is busy right now. Please try again shortly."
+  };
+
+  function me() { return document.body.getAttribute("data-user"); }
+  function seg(s) { return encodeURIComponent(s); }
+
+  function message(status, body) {
+    if (body && body.error_code) {
+      var friendly = FRIENDLY[body.error_code] || "Something went wrong.";
+      // Validation messages name the field, which helps more than the generic line.
+      return body.error_code === "001" && body.error ? friendly + " (" + body.error + ")" : friendly;
+    }
+    if (status === 0) return "Cannot reach the site. Check your connection.";
+    return "Something went wrong (" + status + ").";
+  }
+
+  function showError(form, text) {
+    var slot = form && form.querySelector(".alert");
+    if (slot) { slot.textContent = text; slot.classList.remove("ok"); slot.hidden = false; slot.focus && slot.focus(); }
+    else { window.alert(text); }
+  }
+
+  function clearError(form) {
+    var slot = form && form.querySelector(".alert");
+    if (slot) { slot.hidden = true; slot.textContent = ""; }
+  }
+
+  // One call through the site's `/api` forwarding; resolves to {status, body}.
+  function api(method, url, reqBody) {
+    var payload = { url: url, method: method };
+    if (reqBody !== undefined) payload.req_body = reqBody;
+    return fetch("/api", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Accept": "application/json" },
+      credentials: "same-origin",
+      body: JSON.stringify(payload)
+    }).then(function (res) {
+      return res.text().then(function (t) {
+        var body = null;
+        try { body = t ? JSON.parse(t) : null; } catch (e) { body = null; }
+        return { status: res.status, body: body };
+      });
+    }, function () { return { status: 0, body: null }; });
+  }
+
+  function ok(r) { return r.status >= 200 && r.status < 300; }
+
+  function busy(form, on) {
+    var b = form.querySelector("button[type=submit]");
+    if (b) b.disabled = on;
+  }
+
+  function onSubmit(action, handler) {
+    document.querySelectorAll('form[data-action="' + action + '"]').forEach(function (form) {
+      form.addEventListener("submit", function (ev) {
+        ev.preventDefault();
+        clearError(form);
+        busy(form, true);
+        handler(form).then(function () { busy(form, false); }, function () { busy(form, false); });
+      });
+    });
+  }
+
+  onSubmit("register", function (form) {
+    var name = form.user_name.value.trim();
+    return api("POST", "/user", { user_name: name, pwd: form.pwd.value }).then(function (r) {
+      if (ok(r)) { window.location.assign("/userhome"); } else { showError(form, message(r.status, r.body)); }
+    });
+  });
+
+  onSubmit("sign-in", function (form) {
+    var name = form.user_name.value.trim();
+    return api("POST", "/user/" + seg(name), { pwd: form.pwd.value }).then(function (r) {
+      if (ok(r)) { window.location.assign("/userhome"); } else { showError(form, message(r.status, r.body)); }
+    });
+  });
+
+  onSubmit("comment", function (form) {
+    var vid = document.querySelector("[data-video]").getAttribute("data-video");
+    var content = form.content.value;
+    return api("POST", "/videos/" + vid + "/comments", { content: content }).then(function (r) {
+      if (ok(r)) { window.location.reload(); } else { showError(form, message(r.status, r.body)); }
+    });
+  });
+
+  // Upload: create the video record, then send the file with XMLHttpRequest, whose upload
+  // progress events drive the bar (fetch has none).
+  onSubmit("upload", function (form) {
+    var file = form.file.files[0];
+    var name = form.name.value.trim();
+    var box = document.getElementById("up-progress");
+    var bar = document.getElementById("up-bar");
+    var pct = document.getElementById("up-pct");
+    function show(p) { bar.value = p; pct.textContent = p + "%"; }
+    if (!file) { showError(form, "Choose a video file first."); return Promise.resolve(); }
+    return api("POST", "/user/" + seg(me()) + "/videos", { name: name }).then(function (r) {
+      if (!ok(r)) { showError(form, message(r.status, r.body)); return; }
+      var vid = r.body.id;
+      return new Promise(function (resolve) {
+        var xhr = new XMLHttpRequest();
+        var data = new FormData();
+        data.append("file", file, file.name);
+        box.hidden = false;
+        show(0);
+        var events = 0;
+        xhr.upload.addEventListener("progress", function (e) {
+          if (!e.lengthComputable) return;
+          // Counted on the bar so that a test (or a curious reader) can tell real progress
+          // events from the final jump to 100%.
+          bar.setAttribute("data-events", String(++events));
+          show(Math.floor((e.loaded / e.total) * 100));
+        });
+        xhr.addEventListener("load", function () {
+          var body = null;
+          try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
+          if (xhr.status >= 200 && xhr.status < 300) {
+            show(100);
+            var slot = form.querySelector(".alert");
+            slot.textContent = "Uploaded “" + name + "”.";
+            slot.classList.add("ok");
+            slot.hidden = false;
+            window.setTimeout(function () { window.location.reload(); }, 700);
+          } else {
+            showError(form, message(xhr.status, body) + " The video stays pending; you can delete it and try again.");
+          }
+          resolve();
+        });
+        xhr.addEventListener("error", function () { showError(form, message(0, null)); resolve(); });
+        xhr.open("POST", "/upload/" + vid);
+        xhr.send(data);
+      });
+    });
+  });
+
+  document.addEventListener("click", function (ev) {
+    var el = ev.target.closest && ev.target.closest("button[data-action]");
+    if (!el) return;
+    var action = el.getAttribute("data-action");
+    if (action === "sign-out") {
+      api("DELETE", "/user/" + seg(me())).then(function () { window.location.assign("/"); });
+    } else if (action === "delete-video") {
+      var id = el.getAttribute("data-id");
+      if (!window.confirm("Delete “" + el.getAttribute("data-name") + "”? This cannot be undone.")) return;
+      el.disabled = true;
+      api("DELETE", "/user/" + seg(me()) + "/videos/" + id).then(function (r) {
+        if (ok(r)) {
+          var then = el.getAttribute("data-then");
+          if (then) { window.location.assign(then); return; }
+          var row = document.getElementById("video-" + id);
+          if (row) row.remove();
+        } else { el.disabled = false; window.alert(message(r.status, r.body)); }
+      });
+    } else if (action === "delete-comment") {
+      var cid = el.getAttribute("data-id");
+      var vid = document.querySelector("[data-video]").getAttribute("data-video");
+      if (!window.confirm("Delete this comment?")) return;
+      el.disabled = true;
+      api("DELETE", "/videos/" + vid + "/comment/" + cid).then(function (r) {
+        if (ok(r)) {
+          var li = document.getElementById("comment-" + cid);
+          if (li) li.remove();
+        } else { el.disabled = false; window.alert(message(r.status, r.body)); }
+      });
+    }
+  });
+})();
