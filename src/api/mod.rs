@@ -51,6 +51,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("/videos")
             .service(web::resource("").get(videos::feed))
+            // Not in API.md's table: one video by id alone, for clients (the web's watch page)
+            // that have a link without its author. Same visibility rules as the other reads.
+            .service(web::resource("/{vid}").get(videos::get_by_id))
             .service(web::resource("/{vid}/comments").get(comments::list).post(comments::create))
             // The singular `comment` is the original design's path and stays as written.
             .service(web::resource("/{vid}/comment/{cid}").delete(comments::delete)),

@@ -73,6 +73,17 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(VideoJson::from(video)))
 }
 
+/// `GET /videos/:vid`: the same video object, found by id alone.
+pub async fn get_by_id(
+    state: web::Data<ApiState>,
+    path: web::Path<String>,
+    viewer: MaybeUser,
+) -> Result<HttpResponse, AppError> {
+    let id: VideoId = path.parse()?;
+    let video = state.store.send(GetVideo { id, author: None, viewer: viewer.id() }).await??;
+    Ok(HttpResponse::Ok().json(VideoJson::from(video)))
+}
+
 /// `DELETE /user/:username/videos/:vid`: hidden at once, removed by the scheduler soon after.
 pub async fn delete(
     state: web::Data<ApiState>,

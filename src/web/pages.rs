@@ -17,14 +17,10 @@ use super::{Clients, USER_COOKIE, WebState, session_of};
 /// Cards per feed page: a phone screen or two.
 const FEED_PAGE: u32 = 24;
 const COMMENTS_PAGE: u32 = 20;
-/// How far the watch page looks through the feed for a link that lacks `?by=`.
-const FEED_SCAN_PAGES: usize = 5;
 
 #[derive(Debug, Deserialize)]
 pub struct PageQuery {
     cursor: Option<String>,
-    /// The author, on watch links (the api finds a video by its owner's path).
-    by: Option<String>,
 }
 
 fn list_query(limit: u32, cursor: Option<&str>) -> String {
@@ -177,33 +173,13 @@ pub async fn user(
     }
 }
 
-/// Finds a video by id: by the link's author, by the viewer (owners see their pending videos),
-/// else through the newest pages of the feed (links from outside may lack `?by=`).
-async fn find_video(
-    api: &Api<'_>,
-    vid: &str,
-    candidates: &[&str],
-) -> Result<Option<client::VideoJson>, ApiFailure> {
-    for name in candidates {
-        match api.get::<client::VideoJson>(&format!("/user/{}/videos/{vid}", enc(name))).await {
-            Ok(v) => return Ok(Some(v)),
-            Err(f) if f.code == "006" || f.code == "001" => {}
-            Err(f) => return Err(f),
-        }
+/// Finds a video by id as the viewer may see it (owners see their pending videos).
+async fn find_video(api: &Api<'_>, vid: &str) -> Result<Option<client::VideoJson>, ApiFailure> {
+    match api.get::<client::VideoJson>(&format!("/videos/{vid}")).await {
+        Ok(v) => Ok(Some(v)),
+        Err(f) if f.code == "006" || f.code == "001" => Ok(None),
+        Err(f) => Err(f),
     }
-    let mut cursor: Option<String> = None;
-    for _ in 0..FEED_SCAN_PAGES {
-        let list: client::VideoList =
-            api.get(&format!("/videos{}", list_query(100, cursor.as_deref()))).await?;
-        if let Some(v) = list.videos.into_iter().find(|v| v.id == vid) {
-            return Ok(Some(v));
-        }
-        match list.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    Ok(None)
 }
 
 fn comment_time(rfc3339: &str) -> String {
@@ -225,9 +201,7 @@ pub async fn watch(
     if vid.parse::<actors::model::VideoId>().is_err() {
         return not_found(viewer);
     }
-    let mut candidates: Vec<&str> = q.by.as_deref().into_iter().collect();
-    candidates.extend(viewer.as_ref().map(|v| v.name.as_str()));
-    let video = match find_video(&api, &vid, &candidates).await {
+    let video = match find_video(&api, &vid).await {
         Ok(Some(v)) => card(v),
         Ok(None) => return not_found(viewer),
         Err(f) => return failure(viewer, &f),

@@ -114,6 +114,16 @@ async fn pending_videos_are_seen_by_their_owner_only() {
         .api(Method::GET, &format!("/user/alice/videos/{pending}"), Some(&alice.session), None)
         .await;
     assert_eq!(own_pending.assert_status(200)["status"], "pending");
+    // By id alone (an extension beyond API.md's table): same visibility.
+    let by_id = app.api(Method::GET, &format!("/videos/{ready}"), None, None).await;
+    assert_eq!(by_id.assert_status(200)["id"], ready.as_str());
+    let hidden =
+        app.api(Method::GET, &format!("/videos/{pending}"), Some(&bob.session), None).await;
+    hidden.assert_error(404, "006");
+    let mine =
+        app.api(Method::GET, &format!("/videos/{pending}"), Some(&alice.session), None).await;
+    assert_eq!(mine.assert_status(200)["status"], "pending");
+    app.api(Method::GET, "/videos/..", None, None).await.assert_error(400, "001");
     // A video is found only under its author's name.
     let elsewhere = app.api(Method::GET, &format!("/user/bob/videos/{ready}"), None, None).await;
     elsewhere.assert_error(404, "006");

@@ -92,8 +92,8 @@ pub struct ErrorPage {
     pub message: String,
 }
 
-/// The watch page's address for a video: the author travels along so that the page can ask the
-/// api for the video by its owner's path.
+/// The watch page's address for a video. The author travels along for people reading the link;
+/// the page itself finds the video by id.
 pub fn watch_href(id: &str, author: &str) -> String {
     format!("/watch/{id}?by={}", encode_component(author))
 }
