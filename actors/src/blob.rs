@@ -13,6 +13,11 @@ use bytes::{Bytes, BytesMut};
 
 use crate::model::VideoId;
 
+mod pool;
+
+use pool::BufPool;
+pub use pool::READ_BUF;
+
 /// Where committed video files live.
 #[async_trait]
 pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
@@ -65,6 +70,8 @@ pub struct LocalBlobs {
     /// Videos with a write in progress: two concurrent uploads of one video would otherwise both
     /// rename into place and the file could change under a reader.
     writing: Arc<Mutex<HashSet<VideoId>>>,
+    /// Read buffers shared by every reader of this store.
+    pool: Arc<BufPool>,
 }
 
 const PARTIAL: &str = ".partial";
@@ -81,25 +88,22 @@ pub enum ReadMode {
 }
 
 impl LocalBlobs {
-    /// Uses `root` (created when missing) and removes temporary files a crash left behind, so
-    /// call it once at start-up, before any upload. Blocking.
+    /// Uses `root` (created when missing) and removes temporary files a crash left behind. A
+    /// temporary file is locked (advisory `flock`) for as long as it is written, so only
+    /// unlocked ones are removed: another process on the same data directory keeps its
+    /// uploads in progress. Blocking.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
         let root = root.into();
         let partial = root.join(PARTIAL);
         std::fs::create_dir_all(&partial)?;
         for entry in std::fs::read_dir(&partial)? {
-            let path = entry?.path();
-            match std::fs::remove_file(&path) {
-                Ok(()) => log::info!("removed stale partial upload {}", path.display()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => log::warn!("cannot remove {}: {e}", path.display()),
-            }
+            remove_if_stale(&entry?.path());
         }
         let read_mode = match std::env::var("DOUYIN_BLOB_READ").as_deref() {
             Ok("mmap") => ReadMode::Mmap,
             _ => ReadMode::Pread,
         };
-        Ok(Self { root, read_mode, writing: Arc::default() })
+        Ok(Self { root, read_mode, writing: Arc::default(), pool: Arc::default() })
     }
 
     pub fn root(&self) -> &Path {
@@ -122,6 +126,52 @@ impl LocalBlobs {
         // remove), so a poisoned lock is still usable.
         self.writing.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Removes the temporary file at `path` unless its writer (in any process) still holds its lock.
+/// The lock is held across the removal, so a writer cannot take the file over meanwhile.
+fn remove_if_stale(path: &Path) {
+    use fs4::fs_std::FileExt as _;
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(e) => return log::warn!("cannot open {}: {e}", path.display()),
+    };
+    match file.try_lock_exclusive() {
+        Ok(true) => {}
+        Ok(false) => return log::info!("kept partial upload in progress {}", path.display()),
+        Err(e) => return log::warn!("cannot lock {}: {e}", path.display()),
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => log::info!("removed stale partial upload {}", path.display()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => log::warn!("cannot remove {}: {e}", path.display()),
+    }
+}
+
+/// Creates a fresh temporary file in `dir` for `video` and locks it for as long as it is open.
+/// A start-up cleanup in another process may lock and remove the file between its creation and
+/// our lock; then the name no longer leads to our file, and we start over with a new name.
+fn create_locked(dir: &Path, video: VideoId) -> io::Result<(PathBuf, std::fs::File)> {
+    use fs4::fs_std::FileExt as _;
+    use std::os::unix::fs::MetadataExt as _;
+    for _ in 0..8 {
+        let path = dir.join(format!("{video}.{:016x}", rand::random::<u64>()));
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        if file.try_lock_exclusive()? {
+            let ours = file.metadata()?;
+            match std::fs::metadata(&path) {
+                Ok(named) if named.dev() == ours.dev() && named.ino() == ours.ino() => {
+                    return Ok((path, file));
+                }
+                Ok(_) | Err(_) => {}
+            }
+        } else {
+            // Locked by a cleanup that is about to remove it; the name is not ours any more.
+            drop(file);
+        }
+    }
+    Err(io::Error::other("temporary upload files keep being removed under us"))
 }
 
 /// Runs blocking file work off the async executor.
@@ -161,7 +211,12 @@ impl BlobStore for LocalBlobs {
             Ok((file, len))
         })
         .await?;
-        Ok(Arc::new(LocalReader { file: Arc::new(file), len, mode: self.read_mode }))
+        Ok(Arc::new(LocalReader {
+            file: Arc::new(file),
+            len,
+            mode: self.read_mode,
+            pool: self.pool.clone(),
+        }))
     }
 
     async fn begin_write(&self, video: VideoId) -> io::Result<Box<dyn BlobWriter>> {
@@ -170,11 +225,8 @@ impl BlobStore for LocalBlobs {
         }
         // From here the guard owns the registration, so every early return releases it.
         let guard = WriteGuard { blobs: self.clone(), video, temp: None };
-        let temp = self.partial_dir().join(format!("{video}.{:016x}", rand::random::<u64>()));
-        let path = temp.clone();
-        let file =
-            blocking(move || std::fs::OpenOptions::new().write(true).create_new(true).open(path))
-                .await?;
+        let dir = self.partial_dir();
+        let (temp, file) = blocking(move || create_locked(&dir, video)).await?;
         let mut guard = guard;
         guard.temp = Some(temp);
         Ok(Box::new(LocalWriter { file: Some(file), target: self.path_of(video), guard }))
@@ -187,6 +239,20 @@ struct LocalReader {
     file: Arc<std::fs::File>,
     len: u64,
     mode: ReadMode,
+    pool: Arc<BufPool>,
+}
+
+/// Fills `buf` from `offset`; a short read is an error (committed files never shrink).
+fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    file.read_exact_at(buf, offset).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            // Committed files never shrink; a short read means someone else touched it.
+            io::Error::new(io::ErrorKind::UnexpectedEof, "video file shrank")
+        } else {
+            e
+        }
+    })
 }
 
 /// Maps `len` bytes of `file` from `offset`, faulted in up front (so the page-cache or disk
@@ -217,22 +283,18 @@ impl BlobReader for LocalReader {
         if self.mode == ReadMode::Mmap && len > 0 {
             return blocking(move || map_window(&file, offset, len)).await;
         }
+        if len <= READ_BUF {
+            // The blocking thread only reads: taking the buffer and wrapping it happen here, so
+            // that thread never allocates. Each thread that allocates gets its own allocator
+            // segment, which costs resident memory (a 2 MiB huge page with THP) per thread.
+            let mut buf = self.pool.take();
+            let buf = blocking(move || read_exact_at(&file, &mut buf[..len], offset).map(|()| buf))
+                .await?;
+            return Ok(BufPool::bytes(&self.pool, buf, len));
+        }
         blocking(move || {
-            use std::os::unix::fs::FileExt as _;
             let mut buf = BytesMut::zeroed(len);
-            let mut filled = 0;
-            while filled < len {
-                match file.read_at(&mut buf[filled..], offset + filled as u64) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if filled < len {
-                // Committed files never shrink; a short read means someone else touched it.
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "video file shrank"));
-            }
+            read_exact_at(&file, &mut buf, offset)?;
             Ok(buf.freeze())
         })
         .await
@@ -269,7 +331,8 @@ impl Drop for WriteGuard {
 /// A temporary local file on its way to `target`.
 #[derive(Debug)]
 struct LocalWriter {
-    /// `None` only while a write is in flight on a blocking thread (or after it failed).
+    /// `None` only while a write is in flight on a blocking thread (or after it failed). Holds
+    /// the temporary file's lock (see [`LocalBlobs::open`]) until it is closed.
     file: Option<std::fs::File>,
     target: PathBuf,
     guard: WriteGuard,
@@ -344,15 +407,42 @@ mod tests {
     }
 
     #[actix::test]
+    async fn start_up_keeps_partial_files_still_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = LocalBlobs::open(dir.path()).unwrap();
+        let mut w = blobs.begin_write(VideoId::new()).await.unwrap();
+        w.append(Bytes::from_static(b"in progress")).await.unwrap();
+        std::fs::write(blobs.partial_dir().join("crashed"), b"x").unwrap();
+
+        // Another process starting on the same data directory (a second open takes its own
+        // lock, which conflicts with the writer's just as another process's would).
+        let other = LocalBlobs::open(dir.path()).unwrap();
+        let left: Vec<_> = std::fs::read_dir(other.partial_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left.len(), 1, "only the stale file is removed: {left:?}");
+        assert_ne!(left[0], "crashed");
+
+        // The upload in progress still commits.
+        w.append(Bytes::from_static(b", done")).await.unwrap();
+        w.commit().await.unwrap();
+        assert_eq!(other.list().await.unwrap().len(), 1);
+        assert_eq!(std::fs::read_dir(other.partial_dir()).unwrap().count(), 0);
+    }
+
+    #[actix::test]
     async fn mapped_reads_match_positioned_reads() {
         let dir = tempfile::tempdir().unwrap();
-        let data: Vec<u8> = (0..20_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i * 31 % 251) as u8).collect();
         let path = dir.path().join("f");
         std::fs::write(&path, &data).unwrap();
         for mode in [ReadMode::Pread, ReadMode::Mmap] {
             let file = Arc::new(std::fs::File::open(&path).unwrap());
-            let r = LocalReader { file, len: data.len() as u64, mode };
-            for (off, len) in [(0, 10), (4095, 2), (5000, 9000), (19_990, 100)] {
+            let r = LocalReader { file, len: data.len() as u64, mode, pool: Arc::default() };
+            for (off, len) in
+                [(0, 10), (4095, 2), (5000, 9000), (99_990, 100), (0, 65_536), (1000, 90_000)]
+            {
                 let got = r.read_at(off, len).await.unwrap();
                 let end = (off as usize + len).min(data.len());
                 assert_eq!(&got[..], &data[off as usize..end], "{mode:?} {off} {len}");

@@ -1,6 +1,7 @@
 //! `GET`/`HEAD /videos/:vid-id`: preconditions, one byte range, and a body that reads the file
-//! in windows on blocking threads, one window ahead of the socket.
+//! in pooled windows on blocking threads, a few windows ahead of the socket.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -12,7 +13,7 @@ use actix_web::body::{BodySize, MessageBody};
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
-use actors::blob::{BlobReader, BlobStore as _};
+use actors::blob::{BlobReader, BlobStore as _, READ_BUF};
 use actors::model::VideoId;
 use actors::store::GetPlayable;
 use bytes::Bytes;
@@ -23,9 +24,11 @@ use super::StreamState;
 use super::range::{self, Selection, Validators};
 use crate::error::AppError;
 
-/// Bytes read from the file per blocking call: large enough to amortise the thread hop, small
-/// enough that 64 connections hold little memory (two windows each at most).
-const WINDOW: usize = 256 * 1024;
+/// Bytes read from the file per blocking call: one pooled buffer, so reads allocate nothing.
+const WINDOW: usize = READ_BUF;
+/// Windows read (or being read) ahead of the one going out: enough to keep the socket fed while
+/// a blocking thread is busy, few enough that 64 connections hold little memory.
+const AHEAD: usize = 2;
 /// Bytes handed to the HTTP writer at a time: it copies each chunk into its write buffer, so
 /// smaller chunks keep that buffer small.
 const CHUNK: usize = 64 * 1024;
@@ -123,8 +126,14 @@ pub async fn play(
 
 type Read = Pin<Box<dyn Future<Output = io::Result<Bytes>> + Send>>;
 
-/// `len` bytes of a file from `offset`, read a window ahead of what the writer has taken.
-/// For HEAD it announces the length and sends nothing.
+/// One window of the file: being read on a blocking thread, or read.
+enum Window {
+    Reading(Read),
+    Done(io::Result<Bytes>),
+}
+
+/// `len` bytes of a file from `offset`, read up to `AHEAD` windows ahead of what the writer has
+/// taken. For HEAD it announces the length and sends nothing.
 struct FileBody {
     reader: Arc<dyn BlobReader>,
     /// The next offset to read from the file.
@@ -134,7 +143,8 @@ struct FileBody {
     len: u64,
     /// Read but not yet handed to the writer.
     ready: Bytes,
-    pending: Option<Read>,
+    /// Windows after `ready`, in file order.
+    ahead: VecDeque<Window>,
     served: IntCounter,
 }
 
@@ -147,17 +157,38 @@ impl FileBody {
         served: IntCounter,
     ) -> Self {
         let end = if head { offset } else { offset + len };
-        Self { reader, next: offset, end, len, ready: Bytes::new(), pending: None, served }
+        let ahead = VecDeque::with_capacity(AHEAD);
+        Self { reader, next: offset, end, len, ready: Bytes::new(), ahead, served }
     }
 
-    fn start_read(&mut self) {
-        if self.pending.is_some() || self.next >= self.end {
-            return;
+    /// Starts reads until `AHEAD` windows are on their way or the range is covered.
+    fn fill(&mut self) {
+        while self.ahead.len() < AHEAD && self.next < self.end {
+            let want = usize::try_from(self.end - self.next).map_or(WINDOW, |n| n.min(WINDOW));
+            let (reader, offset) = (self.reader.clone(), self.next);
+            self.next += want as u64;
+            let read: Read = Box::pin(async move { reader.read_at(offset, want).await });
+            self.ahead.push_back(Window::Reading(read));
         }
-        let want = usize::try_from(self.end - self.next).map_or(WINDOW, |n| n.min(WINDOW));
-        let (reader, offset) = (self.reader.clone(), self.next);
-        self.next += want as u64;
-        self.pending = Some(Box::pin(async move { reader.read_at(offset, want).await }));
+    }
+
+    /// Polls every read in flight: a read's blocking work starts only when it is first polled,
+    /// so the windows ahead must be polled while earlier bytes go out, not when they are due.
+    fn poll_reads(&mut self, cx: &mut Context<'_>) {
+        for w in &mut self.ahead {
+            if let Window::Reading(read) = w {
+                if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                    *w = Window::Done(r);
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, e: io::Error) -> Poll<Option<Result<Bytes, io::Error>>> {
+        self.next = self.end;
+        self.ahead.clear();
+        log::error!("reading a video file: {e}");
+        Poll::Ready(Some(Err(e)))
     }
 }
 
@@ -174,37 +205,26 @@ impl MessageBody for FileBody {
     ) -> Poll<Option<Result<Bytes, io::Error>>> {
         let this = self.get_mut();
         loop {
+            this.fill();
+            this.poll_reads(cx);
             if !this.ready.is_empty() {
                 let chunk = this.ready.split_to(CHUNK.min(this.ready.len()));
                 this.served.inc_by(chunk.len() as u64);
                 return Poll::Ready(Some(Ok(chunk)));
             }
-            let Some(pending) = this.pending.as_mut() else {
-                if this.next >= this.end {
-                    return Poll::Ready(None);
-                }
-                this.start_read();
-                continue;
+            let read = match this.ahead.front_mut() {
+                None => return Poll::Ready(None),
+                Some(Window::Reading(_)) => return Poll::Pending,
+                Some(Window::Done(read)) => std::mem::replace(read, Ok(Bytes::new())),
             };
-            match pending.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => {
-                    this.pending = None;
-                    this.next = this.end;
-                    log::error!("reading a video file: {e}");
-                    return Poll::Ready(Some(Err(e)));
+            this.ahead.pop_front();
+            match read {
+                Err(e) => return this.fail(e),
+                Ok(bytes) if bytes.is_empty() => {
+                    let e = io::Error::new(io::ErrorKind::UnexpectedEof, "video file shrank");
+                    return this.fail(e);
                 }
-                Poll::Ready(Ok(bytes)) => {
-                    this.pending = None;
-                    if bytes.is_empty() {
-                        this.next = this.end;
-                        let e = io::Error::new(io::ErrorKind::UnexpectedEof, "video file shrank");
-                        return Poll::Ready(Some(Err(e)));
-                    }
-                    this.ready = bytes;
-                    // Read the next window while this one goes out.
-                    this.start_read();
-                }
+                Ok(bytes) => this.ready = bytes,
             }
         }
     }

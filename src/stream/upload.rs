@@ -14,6 +14,8 @@ use futures_util::{Stream, StreamExt as _};
 use prometheus::IntCounter;
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::StreamState;
 use super::sniff::{SNIFF_LEN, sniff};
@@ -116,37 +118,65 @@ pub async fn upload(
     }
 }
 
-/// Where the upload's bytes go: counted against the limit, sniffed, hashed, written in large
-/// blocks. The hash and the write of one block run on blocking threads while the next block
-/// arrives.
+/// Where the upload's bytes go: counted against the limit, sniffed, and gathered into large
+/// blocks that a writer task hashes and writes (on blocking threads) while later blocks arrive.
+/// Up to `DEPTH` blocks queue between the two, so a slow write or hash does not stall the
+/// socket until that much has piled up.
 struct Sink {
-    writer: Option<Box<dyn BlobWriter>>,
-    hasher: Option<Sha256>,
     buf: BytesMut,
     total: u64,
     max: u64,
     content_type: Option<&'static str>,
-    in_flight: Option<actix_web::rt::task::JoinHandle<Flushed>>,
+    /// Blocks for the writer task; `None` once closed.
+    blocks: Option<mpsc::Sender<Bytes>>,
+    writer: Option<JoinHandle<Written>>,
     uploaded: IntCounter,
 }
 
-type Flushed = (Box<dyn BlobWriter>, Sha256, std::io::Result<()>);
+/// Blocks queued for the writer task beyond the one it is writing: with 1 MiB blocks, a few MiB
+/// of memory per upload buys slack for the disk and the hash.
+const DEPTH: usize = 4;
+
+/// What the writer task hands back: the writer and the hash of every block, or the first error.
+type Written = Result<(Box<dyn BlobWriter>, Sha256), std::io::Error>;
 
 fn internal(e: impl std::fmt::Display) -> AppError {
     log::error!("writing an upload: {e}");
     AppError::Internal
 }
 
+/// Writes and hashes blocks in order until the channel closes. The task owns the writer: should
+/// the request be dropped (client gone), the channel closes, the task ends and drops the
+/// writer, which discards the temporary file.
+async fn write_blocks(
+    mut writer: Box<dyn BlobWriter>,
+    mut blocks: mpsc::Receiver<Bytes>,
+) -> Written {
+    let mut hasher = Sha256::new();
+    while let Some(block) = blocks.recv().await {
+        let hashed = block.clone();
+        let hash = tokio::task::spawn_blocking(move || {
+            hasher.update(&hashed);
+            hasher
+        });
+        let (written, hashed) = futures_util::join!(writer.append(block), hash);
+        written?;
+        // The hashing closure cannot panic; a cancelled runtime is shutting down anyway.
+        hasher = hashed.map_err(std::io::Error::other)?;
+    }
+    Ok((writer, hasher))
+}
+
 impl Sink {
     fn new(writer: Box<dyn BlobWriter>, max: u64, uploaded: IntCounter) -> Self {
+        let (tx, rx) = mpsc::channel(DEPTH);
         Self {
-            writer: Some(writer),
-            hasher: Some(Sha256::new()),
             buf: BytesMut::with_capacity(WRITE_BUF),
             total: 0,
             max,
             content_type: None,
-            in_flight: None,
+            blocks: Some(tx),
+            writer: Some(actix_web::rt::spawn(write_blocks(writer, rx))),
             uploaded,
         }
     }
@@ -184,40 +214,26 @@ impl Sink {
         Ok(())
     }
 
-    /// Waits for the previous block, then hands the buffered one to a background task.
+    /// Queues the buffered block for the writer task, waiting only while `DEPTH` are queued.
     async fn flush(&mut self) -> Result<(), AppError> {
-        self.settle().await?;
-        let data = self.buf.split().freeze();
+        let block = self.buf.split().freeze();
         self.buf.reserve(WRITE_BUF);
-        let (Some(mut writer), Some(mut hasher)) = (self.writer.take(), self.hasher.take()) else {
-            return Err(internal("writer missing after a failed write"));
+        let Some(blocks) = &self.blocks else {
+            return Err(internal("the upload's block channel is closed"));
         };
-        // The task owns the writer while it runs: should this request be dropped (client
-        // gone), the task still ends and drops the writer, which discards the temporary file.
-        self.in_flight = Some(actix_web::rt::spawn(async move {
-            let hashed = data.clone();
-            let hash = tokio::task::spawn_blocking(move || {
-                hasher.update(&hashed);
-                hasher
-            });
-            let (written, hasher) = futures_util::join!(writer.append(data), hash);
-            match hasher {
-                Ok(h) => (writer, h, written),
-                // The hashing closure cannot panic; a cancelled runtime is shutting down anyway.
-                Err(e) => (writer, Sha256::new(), Err(std::io::Error::other(e))),
-            }
-        }));
+        if blocks.send(block).await.is_err() {
+            // The writer task has stopped: its result says why.
+            self.blocks = None;
+            return Err(self.settle().await.err().unwrap_or_else(|| internal("writer stopped")));
+        }
         Ok(())
     }
 
-    async fn settle(&mut self) -> Result<(), AppError> {
-        if let Some(task) = self.in_flight.take() {
-            let (writer, hasher, written) = task.await.map_err(internal)?;
-            written.map_err(internal)?;
-            self.writer = Some(writer);
-            self.hasher = Some(hasher);
-        }
-        Ok(())
+    /// Closes the channel and waits for the writer task to write everything queued.
+    async fn settle(&mut self) -> Result<(Box<dyn BlobWriter>, Sha256), AppError> {
+        self.blocks = None;
+        let task = self.writer.take().ok_or_else(|| internal("writer missing"))?;
+        task.await.map_err(internal)?.map_err(internal)
     }
 
     /// Writes what is left, checks the container, makes the file durable and visible.
@@ -228,10 +244,7 @@ impl Sink {
         if !self.buf.is_empty() {
             self.flush().await?;
         }
-        self.settle().await?;
-        let (Some(writer), Some(hasher)) = (self.writer.take(), self.hasher.take()) else {
-            return Err(internal("writer missing after a failed write"));
-        };
+        let (writer, hasher) = self.settle().await?;
         writer.commit().await.map_err(internal)?;
         let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
         Ok(VideoFile {
