@@ -2,12 +2,14 @@
 //!
 //! - [`store::VideoStore`]: the only SQL in the project (a `SyncArbiter` over an r2d2 pool).
 //! - [`session::Session`]: the session cache, written through to a [`session::SessionStore`].
+//! - [`scheduler::Dispatcher`] → [`scheduler::Executor`]: the deletion queue's producer and consumer.
 //!
 //! No actix-web and no HTML here: the binary maps replies to HTTP.
 
 pub mod blob;
 pub mod error;
 pub mod model;
+pub mod scheduler;
 pub mod session;
 pub mod store;
 

@@ -19,8 +19,8 @@ use crate::error::StoreError;
 
 pub use comments::{CreateComment, DeleteComment, ListComments};
 pub use deletions::{
-    CompleteDeletion, DueDeletions, EnqueueDeletion, FailDeletion, ListDeletions,
-    StalePendingVideos,
+    ClaimDeletions, CompleteDeletion, DeletionQueueStats, DueDeletions, EnqueueDeletion,
+    FailDeletion, ListDeletions, QueueStalePending, QueueStats, StalePendingVideos,
 };
 pub use users::{
     CreateUser, FindUser, InsertSession, LoadSession, PurgeSessions, RemoveSession, SessionRecord,
