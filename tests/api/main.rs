@@ -7,4 +7,6 @@ mod api_auth;
 mod api_comments;
 mod api_users;
 mod api_videos;
+mod scheduler_actors;
+mod scheduler_support;
 mod store_actors;

@@ -274,3 +274,38 @@ impl Handler<DeletionQueueStats> for VideoStore {
         })
     }
 }
+
+/// What the database still holds of a video, whatever its state: whether its row and its
+/// deletion record exist, and how many comments it has. Lets a caller (and the tests) check
+/// that a removal left nothing behind.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Remnants, StoreError>")]
+pub struct VideoRemnants {
+    pub video: VideoId,
+}
+
+/// See [`VideoRemnants`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remnants {
+    pub row: bool,
+    pub comments: u64,
+    pub record: bool,
+}
+
+impl Handler<VideoRemnants> for VideoStore {
+    type Result = Result<Remnants, StoreError>;
+
+    fn handle(&mut self, msg: VideoRemnants, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn()?;
+        let id = msg.video.to_string();
+        let (row, comments, record): (bool, i64, bool) = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM videos WHERE id = ?1),
+                    (SELECT COUNT(*) FROM comments c JOIN videos v ON v.seq = c.video_seq
+                      WHERE v.id = ?1),
+                    EXISTS (SELECT 1 FROM video_del_rec WHERE video_id = ?1)",
+            [&id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        Ok(Remnants { row, comments: comments.try_into().unwrap_or(0), record })
+    }
+}

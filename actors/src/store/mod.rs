@@ -20,7 +20,8 @@ use crate::error::StoreError;
 pub use comments::{CreateComment, DeleteComment, ListComments};
 pub use deletions::{
     ClaimDeletions, CompleteDeletion, DeletionQueueStats, DueDeletions, EnqueueDeletion,
-    FailDeletion, ListDeletions, QueueStalePending, QueueStats, StalePendingVideos,
+    FailDeletion, ListDeletions, QueueStalePending, QueueStats, Remnants, StalePendingVideos,
+    VideoRemnants,
 };
 pub use users::{
     CreateUser, FindUser, InsertSession, LoadSession, PurgeSessions, RemoveSession, SessionRecord,
