@@ -8,5 +8,7 @@ mod api_comments;
 mod api_users;
 mod api_videos;
 mod scheduler_actors;
+mod scheduler_http;
+mod scheduler_process;
 mod scheduler_support;
 mod store_actors;

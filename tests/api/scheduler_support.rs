@@ -20,7 +20,8 @@ use time::OffsetDateTime;
 
 /// A store over a temporary database and a temporary video directory.
 pub struct Fixture {
-    pub dir: tempfile::TempDir,
+    /// Kept so the database and files live as long as the test.
+    _dir: tempfile::TempDir,
     pub store: Addr<VideoStore>,
     pub blobs: Arc<LocalBlobs>,
     pub user: User,
@@ -40,7 +41,7 @@ impl Fixture {
             .await
             .expect("store reachable")
             .expect("user created");
-        Fixture { dir, store, blobs, user }
+        Fixture { _dir: dir, store, blobs, user }
     }
 
     /// A ready video with a file and `comments` comments.

@@ -284,8 +284,8 @@ pub struct VideoRemnants {
     pub video: VideoId,
 }
 
-/// See [`VideoRemnants`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// See [`VideoRemnants`]; the default is "nothing left".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Remnants {
     pub row: bool,
     pub comments: u64,
