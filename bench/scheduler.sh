@@ -15,10 +15,18 @@ API=127.0.0.1:28000
 SCHED=127.0.0.1:28001
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
-# Copied at once: a target dir shared with other worktrees may get another branch's binary
-# uplifted to the same path at any moment.
-(cd "$root" && cargo build --release -q)
-cp "${CARGO_TARGET_DIR:-$root/target}/release/douyin_club" "$work/douyin_club"
+# Worktrees sharing one target dir overwrite each other's release binary (same package,
+# same hash), so copy it right after building and check it is this branch's: only it carries
+# the scheduler's metrics. Rebuild when another branch got in between.
+for _ in 1 2 3; do
+  [ -n "${BIN:-}" ] && { cp "$BIN" "$work/douyin_club"; break; }   # a binary built elsewhere
+  (cd "$root" && cargo build --release -q)
+  cp "${CARGO_TARGET_DIR:-$root/target}/release/douyin_club" "$work/douyin_club"
+  grep -q douyin_deletion_queue_depth "$work/douyin_club" && break
+  echo "another branch's binary was in place; building again" >&2
+  touch "$root/src/main.rs"
+done
+grep -q douyin_deletion_queue_depth "$work/douyin_club"
 bin=$work/douyin_club
 
 data=$work/data
