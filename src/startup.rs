@@ -19,7 +19,9 @@ use rand::RngCore as _;
 use crate::api::{self, ApiState};
 use crate::auth::AuthState;
 use crate::config::{Config, Role};
-use crate::scheduler::{self, NoWake};
+use crate::scheduler::{
+    self, LocalWake, NoWake, RemoteWake, Runner, SchedulerState, WakeScheduler,
+};
 use crate::server::{self, Health};
 use crate::{stream, web as web_service};
 
@@ -45,6 +47,8 @@ pub struct NodeContext {
     pub sessions: Option<Addr<Session>>,
     /// Video files, `<data-dir>/videos`; opened with the store.
     pub blobs: Option<Arc<LocalBlobs>>,
+    /// The deletion runner, when this process runs the scheduler.
+    pub scheduler: Option<Runner>,
 }
 
 /// A running node: its bound addresses and the handles to stop it.
@@ -56,6 +60,9 @@ pub struct Node {
     pub urls: Urls,
     pub data_dir: PathBuf,
     pub internal_token: Arc<str>,
+    store: Option<Addr<VideoStore>>,
+    blobs: Option<Arc<LocalBlobs>>,
+    scheduler: Option<Runner>,
     handles: StopHandle,
     servers: Vec<actix_web::dev::Server>,
 }
@@ -84,6 +91,8 @@ pub enum StartError {
     Io { what: String, source: io::Error },
     #[error("database: {0}")]
     Store(#[from] actors::StoreError),
+    #[error(transparent)]
+    Scheduler(#[from] scheduler::RunnerError),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StartError {
@@ -191,6 +200,13 @@ impl Node {
             scheduler: url_or(&config.scheduler_url, scheduler_addr, config.scheduler_addr),
             public_origin: config.public_origin(web_addr.unwrap_or(config.web_addr)),
         };
+        let runner = match (&scheduler_l, &store, &blobs) {
+            (Some(_), Some(store), Some(blobs)) => {
+                let every = Duration::from_secs(config.delete_every_secs);
+                Some(Runner::start(store.clone(), blobs.clone(), every).await?)
+            }
+            _ => None,
+        };
         let ctx = NodeContext {
             config: Arc::new(config),
             urls: urls.clone(),
@@ -198,6 +214,7 @@ impl Node {
             store,
             sessions,
             blobs,
+            scheduler: runner,
         };
 
         let mut servers = Vec::new();
@@ -226,6 +243,9 @@ impl Node {
             urls,
             data_dir,
             internal_token: token,
+            store: ctx.store.clone(),
+            blobs: ctx.blobs.clone(),
+            scheduler: ctx.scheduler.clone(),
             handles,
             servers,
         })
@@ -249,6 +269,21 @@ impl Node {
 
     pub fn stop_handle(&self) -> StopHandle {
         self.handles.clone()
+    }
+
+    /// The store actor, when this node's role opens the database (tests set up rows with it).
+    pub fn store(&self) -> Option<Addr<VideoStore>> {
+        self.store.clone()
+    }
+
+    /// The local video files, when this node's role opens them.
+    pub fn blobs(&self) -> Option<Arc<LocalBlobs>> {
+        self.blobs.clone()
+    }
+
+    /// The deletion dispatcher, when this node runs the scheduler (tests send it `Tick`).
+    pub fn dispatcher(&self) -> Option<Addr<actors::scheduler::Dispatcher>> {
+        self.scheduler.as_ref().map(|r| r.dispatcher.clone())
     }
 
     /// Stops every server; see [`StopHandle::stop`].
@@ -280,7 +315,7 @@ fn start_api(ctx: &NodeContext, l: TcpListener) -> Result<actix_web::dev::Server
         comments: CommentBatcher::new(store.clone()).start(),
         store: store.clone(),
         sessions: sessions_of(ctx),
-        scheduler: Arc::new(NoWake),
+        scheduler: wake_for(ctx),
     });
     let auth = auth_state(ctx);
     let metrics = server::metrics("api", prometheus::Registry::new());
@@ -288,6 +323,18 @@ fn start_api(ctx: &NodeContext, l: TcpListener) -> Result<actix_web::dev::Server
         cfg.app_data(state.clone()).app_data(auth.clone()).configure(api::routes);
     })
     .map_err(io_err("starting api"))
+}
+
+/// How the api tells the scheduler about a delete: by message in this process, by the internal
+/// REST call when the scheduler runs elsewhere (`--role api`).
+fn wake_for(ctx: &NodeContext) -> Arc<dyn WakeScheduler> {
+    match (&ctx.scheduler, ctx.config.role) {
+        (Some(runner), _) => Arc::new(LocalWake(runner.dispatcher.clone())),
+        (None, Role::Api) => {
+            Arc::new(RemoteWake::new(&ctx.urls.scheduler, ctx.internal_token.clone()))
+        }
+        (None, _) => Arc::new(NoWake),
+    }
 }
 
 fn start_stream(ctx: &NodeContext, l: TcpListener) -> Result<actix_web::dev::Server, StartError> {
@@ -330,9 +377,23 @@ fn start_scheduler(
     l: TcpListener,
 ) -> Result<actix_web::dev::Server, StartError> {
     let store = store_of(ctx);
-    let metrics = server::metrics("scheduler", prometheus::Registry::new());
-    server::serve(l, metrics, Health::Store(store), scheduler::routes)
-        .map_err(io_err("starting scheduler"))
+    // Started in `Node::start` whenever the scheduler's listener is bound.
+    let runner = ctx.scheduler.clone().expect("the runner starts with the scheduler's listener");
+    let registry = prometheus::Registry::new();
+    runner.metrics.register(&registry).map_err(|e| StartError::Io {
+        what: "registering the scheduler metrics".into(),
+        source: io::Error::other(e),
+    })?;
+    let state = web::Data::new(SchedulerState {
+        store: store.clone(),
+        dispatcher: runner.dispatcher,
+        internal_token: ctx.internal_token.clone(),
+    });
+    let metrics = server::metrics("scheduler", registry);
+    server::serve(l, metrics, Health::Store(store), move |cfg| {
+        cfg.app_data(state.clone()).configure(scheduler::routes);
+    })
+    .map_err(io_err("starting scheduler"))
 }
 
 fn start_web(ctx: &NodeContext, l: TcpListener) -> Result<actix_web::dev::Server, StartError> {

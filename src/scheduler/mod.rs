@@ -1,8 +1,16 @@
 //! The scheduler service: the internal deletion-queue API, the timer and the
-//! Dispatcher → Executor runner.
+//! Dispatcher → Executor runner, and how the api wakes it.
+
+mod http;
+mod runner;
+mod wake;
 
 use actix_web::web;
 use actors::model::VideoId;
+
+pub use http::SchedulerState;
+pub use runner::{Runner, RunnerError};
+pub use wake::{LocalWake, RemoteWake};
 
 /// Tells a scheduler that a deletion was queued, so it runs now rather than at the next tick.
 /// Best effort by design: the queue row is already durable and the timer is the safety net.
@@ -19,5 +27,9 @@ impl WakeScheduler for NoWake {
     fn wake(&self, _: VideoId) {}
 }
 
-/// The scheduler's routes (health and metrics are added by the server builder).
-pub fn routes(_cfg: &mut web::ServiceConfig) {}
+/// The scheduler's routes (health and metrics are added by the server builder); needs a
+/// [`SchedulerState`] as app data.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/video-delete-record").get(http::list))
+        .service(web::resource("/video-delete-record/{vid}").post(http::queue));
+}

@@ -23,8 +23,9 @@ use crate::error::StoreError;
 pub use batch::CommentBatcher;
 pub use comments::{CreateComment, CreateComments, DeleteComment, ListComments};
 pub use deletions::{
-    CompleteDeletion, DueDeletions, EnqueueDeletion, FailDeletion, ListDeletions,
-    StalePendingVideos,
+    ClaimDeletions, CompleteDeletion, DeletionQueueStats, DueDeletions, EnqueueDeletion,
+    FailDeletion, ListDeletions, QueueStalePending, QueueStats, Remnants, StalePendingVideos,
+    VideoRemnants,
 };
 pub use users::{
     CreateUser, FindUser, InsertSession, LoadSession, PurgeSessions, RemoveSession, SessionRecord,

@@ -1,0 +1,317 @@
+//! `Dispatcher`: the producer. On `Tick` (the timer) or `Wake` (a record was just queued) it
+//! claims a bounded batch of due records and sends one `Execute` per record to the executor,
+//! never more in flight than configured.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::fut::LocalBoxActorFuture;
+use actix::prelude::*;
+use futures_util::future::join_all;
+use time::OffsetDateTime;
+
+use super::SchedulerMetrics;
+use super::executor::{Execute, Executor, Outcome};
+use super::reconcile::{ReconcileReport, reconcile};
+use crate::blob::BlobStore;
+use crate::error::StoreError;
+use crate::model::VideoId;
+use crate::store::{ClaimDeletions, DeletionQueueStats, EnqueueDeletion, VideoStore};
+
+/// How the dispatcher paces the work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DispatcherConfig {
+    /// Records claimed by one pass at most.
+    pub batch: u32,
+    /// Records being executed at once, all passes together.
+    pub max_in_flight: usize,
+    /// How long a claim hides a record from other passes; only a dead or hung executor lets
+    /// it run out, so it is far longer than any removal takes.
+    pub lease: Duration,
+    /// Start the next pass at once when a pass found a full batch (the queue is draining);
+    /// off in tests that count what one `Tick` does.
+    pub follow_up: bool,
+    /// A video still pending this long after creation is an upload that never came.
+    pub stale_pending_after: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            batch: 32,
+            // Each execution ends in one SQLite write; more than this only lengthens the
+            // store's queue in front of the api's requests without removing faster.
+            max_in_flight: 32,
+            lease: Duration::from_secs(60),
+            follow_up: true,
+            stale_pending_after: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Runs one dispatch pass now; replies when the records it claimed have been executed.
+/// Also refreshes the queue metrics.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<PassReport, StoreError>")]
+pub struct Tick;
+
+/// A record was just queued: run a pass unless one is running (then it runs again after).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Wake {
+    pub video: VideoId,
+}
+
+/// Hides a video (if it still exists), queues its removal durably, and wakes the dispatcher.
+/// Idempotent.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct QueueDeletion {
+    pub video: VideoId,
+}
+
+/// Runs one reconciliation pass at `now` (see [`reconcile`]).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<ReconcileReport, StoreError>")]
+pub struct Reconcile {
+    pub now: OffsetDateTime,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// Records claimed and handed to the executor.
+    pub claimed: usize,
+    pub removed: usize,
+    /// Removals that failed and were rescheduled or given up on.
+    pub failed: usize,
+    /// Executions whose outcome could not be recorded (their lease brings them back).
+    pub errors: usize,
+}
+
+/// The producer actor.
+pub struct Dispatcher {
+    store: Addr<VideoStore>,
+    executor: Addr<Executor>,
+    blobs: Arc<dyn BlobStore>,
+    config: DispatcherConfig,
+    metrics: SchedulerMetrics,
+    /// Records being executed: a record whose lease ran out while it still runs is not
+    /// handed out a second time.
+    in_flight: HashSet<VideoId>,
+    /// Slots promised to passes still waiting for their claim; counted with `in_flight` so
+    /// that two overlapping passes never overrun `max_in_flight` across the await.
+    reserved: usize,
+    passes_running: usize,
+    /// A wake came while passes were running or no slot was free: run again when one ends.
+    woken: bool,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Addr<VideoStore>,
+        executor: Addr<Executor>,
+        blobs: Arc<dyn BlobStore>,
+        config: DispatcherConfig,
+        metrics: SchedulerMetrics,
+    ) -> Self {
+        Self {
+            store,
+            executor,
+            blobs,
+            config,
+            metrics,
+            in_flight: HashSet::new(),
+            reserved: 0,
+            passes_running: 0,
+            woken: false,
+        }
+    }
+
+    /// One pass: claim up to the free slots, execute them all, release the slots.
+    fn pass(&mut self) -> LocalBoxActorFuture<Self, Result<PassReport, StoreError>> {
+        let free = self.config.max_in_flight.saturating_sub(self.in_flight.len() + self.reserved);
+        let limit = free.min(self.config.batch as usize);
+        if limit == 0 {
+            self.woken = true;
+            return fut::ready(Ok(PassReport::default())).boxed_local();
+        }
+        self.reserved += limit;
+        self.passes_running += 1;
+        let claim = self.store.send(ClaimDeletions {
+            now: OffsetDateTime::now_utc(),
+            // `limit` is at most `batch`, a u32.
+            limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            lease: self.config.lease,
+        });
+        async move { claim.await? }
+            .into_actor(self)
+            .then(move |claimed, act, _| {
+                act.reserved -= limit;
+                let records = match claimed {
+                    Ok(records) => records,
+                    Err(e) => {
+                        act.passes_running -= 1;
+                        return fut::ready(Err(e)).boxed_local();
+                    }
+                };
+                let full = records.len() == limit;
+                // `insert` is false for a record still running from an earlier claim.
+                let records: Vec<_> =
+                    records.into_iter().filter(|r| act.in_flight.insert(r.video_id)).collect();
+                let claimed = records.len();
+                let sends = records.into_iter().map(|record| {
+                    let video = record.video_id;
+                    let reply = act.executor.send(Execute { record });
+                    async move { (video, reply.await) }
+                });
+                join_all(sends)
+                    .into_actor(act)
+                    .map(move |results, act, ctx| {
+                        let mut report = PassReport { claimed, ..PassReport::default() };
+                        for (video, result) in results {
+                            act.in_flight.remove(&video);
+                            match result {
+                                Ok(Ok(Outcome::Removed { .. })) => report.removed += 1,
+                                Ok(Ok(_)) => report.failed += 1,
+                                Ok(Err(e)) => {
+                                    report.errors += 1;
+                                    log::error!("recording the removal of {video}: {e}");
+                                }
+                                Err(e) => {
+                                    report.errors += 1;
+                                    log::error!("executor unreachable for {video}: {e}");
+                                }
+                            }
+                        }
+                        act.passes_running -= 1;
+                        if act.config.follow_up && (full || act.woken) {
+                            act.woken = false;
+                            ctx.notify(Continue);
+                        }
+                        Ok(report)
+                    })
+                    .boxed_local()
+            })
+            .boxed_local()
+    }
+
+    fn spawn_pass(&mut self, ctx: &mut Context<Self>) {
+        ctx.spawn(self.pass().map(|r, _, _| {
+            if let Err(e) = r {
+                log::error!("deletion pass: {e}");
+            }
+        }));
+    }
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Wakes are coalesced, so a burst of deletes needs little room; `try_send` from the
+        // api drops a wake when it is full and the timer picks the record up.
+        ctx.set_mailbox_capacity(256);
+    }
+}
+
+/// The next pass of a draining queue (internal).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+struct Continue;
+
+impl Handler<Continue> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, _: Continue, ctx: &mut Self::Context) {
+        self.spawn_pass(ctx);
+    }
+}
+
+impl Handler<Tick> for Dispatcher {
+    type Result = ResponseActFuture<Self, Result<PassReport, StoreError>>;
+
+    fn handle(&mut self, _: Tick, _: &mut Self::Context) -> Self::Result {
+        self.pass()
+            .then(|report, act, _| {
+                let stats = act.store.send(DeletionQueueStats);
+                async move { (report, stats.await) }.into_actor(act)
+            })
+            .map(|(report, stats), act, _| {
+                if let Err(e) = &report {
+                    // The timer drops the reply, so the failure is told here.
+                    log::error!("deletion pass: {e}");
+                }
+                match stats {
+                    Ok(Ok(stats)) => act.metrics.set_queue(stats, OffsetDateTime::now_utc()),
+                    Ok(Err(e)) => log::warn!("reading the deletion queue size: {e}"),
+                    Err(e) => log::warn!("reading the deletion queue size: {e}"),
+                }
+                report
+            })
+            .boxed_local()
+    }
+}
+
+impl Handler<Wake> for Dispatcher {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
+        if self.passes_running > 0 {
+            self.woken = true;
+        } else {
+            self.spawn_pass(ctx);
+        }
+    }
+}
+
+impl Handler<QueueDeletion> for Dispatcher {
+    type Result = ResponseActFuture<Self, Result<(), StoreError>>;
+
+    fn handle(&mut self, msg: QueueDeletion, _: &mut Self::Context) -> Self::Result {
+        let queued = self.store.send(EnqueueDeletion { video: msg.video });
+        async move { queued.await? }
+            .into_actor(self)
+            .map(move |r, _, ctx| {
+                r?;
+                ctx.notify(Wake { video: msg.video });
+                Ok(())
+            })
+            .boxed_local()
+    }
+}
+
+impl Handler<Reconcile> for Dispatcher {
+    type Result = ResponseActFuture<Self, Result<ReconcileReport, StoreError>>;
+
+    fn handle(&mut self, msg: Reconcile, _: &mut Self::Context) -> Self::Result {
+        let (store, blobs) = (self.store.clone(), self.blobs.clone());
+        let stale_before = msg.now - self.config.stale_pending_after;
+        async move { reconcile(&store, &*blobs, stale_before).await }
+            .into_actor(self)
+            .map(|r, act, ctx| {
+                let report = r?;
+                act.metrics.orphan_files.set(report.orphan_files.len().try_into().unwrap_or(0));
+                act.metrics.stale_pending_queued.inc_by(report.stale_queued.len() as u64);
+                if !report.orphan_files.is_empty() {
+                    let shown: Vec<String> =
+                        report.orphan_files.iter().take(20).map(ToString::to_string).collect();
+                    log::warn!(
+                        "{} video files have no database row (first: {})",
+                        report.orphan_files.len(),
+                        shown.join(", ")
+                    );
+                }
+                if let Some(first) = report.stale_queued.first() {
+                    log::info!(
+                        "queued {} videos never uploaded for removal",
+                        report.stale_queued.len()
+                    );
+                    ctx.notify(Wake { video: *first });
+                }
+                Ok(report)
+            })
+            .boxed_local()
+    }
+}
