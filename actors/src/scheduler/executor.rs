@@ -10,7 +10,7 @@ use super::{RetryPolicy, SchedulerMetrics};
 use crate::blob::BlobStore;
 use crate::error::StoreError;
 use crate::model::{DeletionRecord, VideoId};
-use crate::store::{CompleteDeletion, FailDeletion, VideoStore};
+use crate::store::{Batcher, CompleteDeletion, FailDeletion, VideoStore};
 
 /// Carries out one claimed deletion record.
 #[derive(Debug, Message)]
@@ -36,6 +36,8 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct Executor {
     store: Addr<VideoStore>,
+    /// Completions go through group commit: a batch of removals shares one transaction.
+    completions: Option<Recipient<CompleteDeletion>>,
     blobs: Arc<dyn BlobStore>,
     policy: RetryPolicy,
     metrics: SchedulerMetrics,
@@ -48,7 +50,7 @@ impl Executor {
         policy: RetryPolicy,
         metrics: SchedulerMetrics,
     ) -> Self {
-        Self { store, blobs, policy, metrics }
+        Self { store, completions: None, blobs, policy, metrics }
     }
 }
 
@@ -58,6 +60,8 @@ impl Actor for Executor {
     fn started(&mut self, ctx: &mut Self::Context) {
         // The dispatcher bounds what is in flight; the mailbox only needs to hold that much.
         ctx.set_mailbox_capacity(1024);
+        self.completions =
+            Some(Batcher::<CompleteDeletion>::new(self.store.clone()).start().recipient());
     }
 }
 
@@ -67,10 +71,11 @@ impl Handler<Execute> for Executor {
     fn handle(&mut self, msg: Execute, _: &mut Self::Context) -> Self::Result {
         let (store, blobs, policy, metrics) =
             (self.store.clone(), self.blobs.clone(), self.policy, self.metrics.clone());
+        let complete = self.completions.clone().unwrap_or_else(|| store.clone().recipient());
         Box::pin(async move {
+            let now = OffsetDateTime::now_utc();
             let outcome =
-                execute_one(&store, &*blobs, &policy, msg.record, OffsetDateTime::now_utc())
-                    .await?;
+                execute_with(&complete, &store, &*blobs, &policy, msg.record, now).await?;
             match &outcome {
                 Outcome::Removed { .. } => metrics.removals_done.inc(),
                 Outcome::Retry { video, error, attempts, .. } => {
@@ -101,11 +106,23 @@ pub async fn execute_one(
     record: DeletionRecord,
     now: OffsetDateTime,
 ) -> Result<Outcome, StoreError> {
+    execute_with(&store.clone().recipient(), store, blobs, policy, record, now).await
+}
+
+/// [`execute_one`] with the database part sent to `complete` (the store, or a batcher).
+async fn execute_with(
+    complete: &Recipient<CompleteDeletion>,
+    store: &Addr<VideoStore>,
+    blobs: &dyn BlobStore,
+    policy: &RetryPolicy,
+    record: DeletionRecord,
+    now: OffsetDateTime,
+) -> Result<Outcome, StoreError> {
     let video = record.video_id;
     // The file goes first: if the process dies after this, the rerun finds no file and
     // finishes the database part; the other order could leave a file nothing points at.
     let error = match blobs.remove(video).await {
-        Ok(file_existed) => match store.send(CompleteDeletion { video }).await? {
+        Ok(file_existed) => match complete.send(CompleteDeletion { video }).await? {
             Ok(()) => return Ok(Outcome::Removed { video, file_existed }),
             Err(e) => format!("database: {e}"),
         },

@@ -1,33 +1,81 @@
-//! `CommentBatcher`: group commit for the hot write path. Comments that arrive while one
-//! transaction is being committed wait together and go to the store as one transaction, so
-//! one fsync serves many posts. The SQL stays in [`VideoStore`]; this actor only gathers.
+//! Group commit for hot writes. `Batcher<M>` gathers messages of one kind that arrive while a
+//! transaction is being committed and sends them to [`VideoStore`] as one [`Batch`], so one
+//! fsync serves many writes. The SQL stays in the store; this actor only gathers.
+//! Used for comment posts and for the scheduler's completed deletions.
 
+use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
 use super::VideoStore;
-use super::comments::{CreateComment, CreateComments};
 use crate::error::StoreError;
-use crate::model::Comment;
 
-type Reply = oneshot::Sender<Result<Comment, StoreError>>;
+/// A write that can share a transaction with others of its kind.
+pub trait Batchable:
+    Message<Result = Result<Self::Output, StoreError>> + std::fmt::Debug + Send + 'static
+{
+    type Output: std::fmt::Debug + Send + 'static;
+}
 
-/// Gathers [`CreateComment`]s into [`CreateComments`] batches, one batch in flight at a time.
+/// Several writes in one transaction. Each item succeeds or fails on its own (a savepoint
+/// each); the reply has one result per item, in order.
 #[derive(Debug)]
-pub struct CommentBatcher {
+pub struct Batch<M: Batchable> {
+    pub items: Vec<M>,
+}
+
+impl<M: Batchable> Message for Batch<M> {
+    type Result = Result<Vec<Result<M::Output, StoreError>>, StoreError>;
+}
+
+/// Runs `items` in one `BEGIN IMMEDIATE` transaction, each inside its own savepoint so that
+/// one refused item does not undo its neighbours.
+pub(super) fn run_batch<M, R>(
+    conn: &mut super::Conn,
+    items: Vec<M>,
+    mut one: impl FnMut(&rusqlite::Connection, M) -> Result<R, StoreError>,
+) -> Result<Vec<Result<R, StoreError>>, StoreError> {
+    super::write_tx(conn, |tx| {
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            tx.prepare_cached("SAVEPOINT item")?.execute([])?;
+            let result = one(tx, item);
+            if result.is_err() {
+                tx.prepare_cached("ROLLBACK TO item")?.execute([])?;
+            }
+            tx.prepare_cached("RELEASE item")?.execute([])?;
+            results.push(result);
+        }
+        Ok(results)
+    })
+}
+
+type Reply<M> = oneshot::Sender<Result<<M as Batchable>::Output, StoreError>>;
+
+/// Gathers `M`s into [`Batch`]es, one batch in flight at a time.
+#[derive(Debug)]
+pub struct Batcher<M: Batchable> {
     store: Addr<VideoStore>,
-    waiting: Vec<(CreateComment, Reply)>,
+    waiting: Vec<(M, Reply<M>)>,
     in_flight: bool,
     max_batch: usize,
 }
 
-impl CommentBatcher {
+/// Group commit for comment posts.
+pub type CommentBatcher = Batcher<super::CreateComment>;
+
+impl<M> Batcher<M>
+where
+    M: Batchable + Unpin,
+    VideoStore: Handler<Batch<M>>,
+    <VideoStore as Actor>::Context: ToEnvelope<VideoStore, Batch<M>>,
+{
     pub fn new(store: Addr<VideoStore>) -> Self {
         Self { store, waiting: Vec::new(), in_flight: false, max_batch: 256 }
     }
 
     /// Sends what is waiting, unless a batch is already being committed: then the waiting
-    /// comments go as soon as it returns.
+    /// writes go as soon as it returns.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         if self.in_flight || self.waiting.is_empty() {
             return;
@@ -36,13 +84,13 @@ impl CommentBatcher {
         let take = self.waiting.len().min(self.max_batch);
         let (items, replies): (Vec<_>, Vec<_>) = self.waiting.drain(..take).unzip();
         self.store
-            .send(CreateComments { items })
+            .send(Batch { items })
             .into_actor(self)
             .map(move |res, act, ctx| {
+                // A caller that went away has nobody to tell: send errors are ignored.
                 match res {
                     Ok(Ok(results)) => {
                         for (reply, result) in replies.into_iter().zip(results) {
-                            // The poster may have gone away; nothing to tell then.
                             let _ = reply.send(result);
                         }
                     }
@@ -70,19 +118,29 @@ impl CommentBatcher {
     }
 }
 
-impl Actor for CommentBatcher {
+impl<M> Actor for Batcher<M>
+where
+    M: Batchable + Unpin,
+    VideoStore: Handler<Batch<M>>,
+    <VideoStore as Actor>::Context: ToEnvelope<VideoStore, Batch<M>>,
+{
     type Context = Context<Self>;
 }
 
-impl Handler<CreateComment> for CommentBatcher {
-    type Result = ResponseFuture<Result<Comment, StoreError>>;
+impl<M> Handler<M> for Batcher<M>
+where
+    M: Batchable + Unpin,
+    VideoStore: Handler<Batch<M>>,
+    <VideoStore as Actor>::Context: ToEnvelope<VideoStore, Batch<M>>,
+{
+    type Result = ResponseFuture<Result<M::Output, StoreError>>;
 
-    fn handle(&mut self, msg: CreateComment, ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: M, ctx: &mut Self::Context) -> Self::Result {
         let (tx, rx) = oneshot::channel();
         self.waiting.push((msg, tx));
         self.flush(ctx);
         Box::pin(async move {
-            rx.await.map_err(|_| StoreError::Internal("the comment batch was dropped".into()))?
+            rx.await.map_err(|_| StoreError::Internal("the write batch was dropped".into()))?
         })
     }
 }

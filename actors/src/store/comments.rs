@@ -3,6 +3,7 @@
 use actix::prelude::*;
 use rusqlite::{OptionalExtension as _, Row, params};
 
+use super::batch::{Batch, Batchable, run_batch};
 use super::videos::paginate;
 use super::{VideoStore, from_ms, now_ms, uuid_col, write_tx};
 use crate::error::StoreError;
@@ -66,14 +67,6 @@ pub struct DeleteComment {
     pub by: UserId,
 }
 
-/// Several comments in one transaction (one fsync): what [`super::CommentBatcher`] sends.
-/// Each item succeeds or fails on its own; the reply has one result per item, in order.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Vec<Result<Comment, StoreError>>, StoreError>")]
-pub struct CreateComments {
-    pub items: Vec<CreateComment>,
-}
-
 /// Inserts one comment inside an open transaction.
 fn insert_comment(tx: &rusqlite::Connection, msg: CreateComment) -> Result<Comment, StoreError> {
     let id = CommentId::new();
@@ -104,26 +97,15 @@ impl Handler<CreateComment> for VideoStore {
     }
 }
 
-impl Handler<CreateComments> for VideoStore {
+impl Batchable for CreateComment {
+    type Output = Comment;
+}
+
+impl Handler<Batch<CreateComment>> for VideoStore {
     type Result = Result<Vec<Result<Comment, StoreError>>, StoreError>;
 
-    fn handle(&mut self, msg: CreateComments, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        write_tx(&mut conn, |tx| {
-            let mut results = Vec::with_capacity(msg.items.len());
-            for item in msg.items {
-                // A savepoint per item: one refused comment (video gone) does not undo the
-                // others in the batch.
-                tx.prepare_cached("SAVEPOINT item")?.execute([])?;
-                let result = insert_comment(tx, item);
-                if result.is_err() {
-                    tx.prepare_cached("ROLLBACK TO item")?.execute([])?;
-                }
-                tx.prepare_cached("RELEASE item")?.execute([])?;
-                results.push(result);
-            }
-            Ok(results)
-        })
+    fn handle(&mut self, msg: Batch<CreateComment>, _: &mut Self::Context) -> Self::Result {
+        run_batch(&mut self.conn()?, msg.items, insert_comment)
     }
 }
 

@@ -4,6 +4,7 @@ use actix::prelude::*;
 use rusqlite::{Row, params};
 use time::OffsetDateTime;
 
+use super::batch::{Batch, Batchable, run_batch};
 use super::{VideoStore, from_ms, now_ms, to_ms, uuid_col, write_tx};
 use crate::error::StoreError;
 use crate::model::{DeletionRecord, VideoId};
@@ -156,22 +157,36 @@ impl Handler<ListDeletions> for VideoStore {
     }
 }
 
+/// Removes a deleted video's comments, its row and its record, inside an open transaction.
+fn complete_deletion(tx: &rusqlite::Connection, msg: CompleteDeletion) -> Result<(), StoreError> {
+    let id = msg.video.to_string();
+    tx.prepare_cached(
+        "DELETE FROM comments WHERE video_seq IN
+           (SELECT seq FROM videos WHERE id = ?1 AND state = 'deleted')",
+    )?
+    .execute([&id])?;
+    tx.prepare_cached("DELETE FROM videos WHERE id = ?1 AND state = 'deleted'")?.execute([&id])?;
+    tx.prepare_cached("DELETE FROM video_del_rec WHERE video_id = ?1")?.execute([&id])?;
+    Ok(())
+}
+
 impl Handler<CompleteDeletion> for VideoStore {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, msg: CompleteDeletion, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        let id = msg.video.to_string();
-        write_tx(&mut conn, |tx| {
-            tx.execute(
-                "DELETE FROM comments WHERE video_seq IN
-                   (SELECT seq FROM videos WHERE id = ?1 AND state = 'deleted')",
-                [&id],
-            )?;
-            tx.execute("DELETE FROM videos WHERE id = ?1 AND state = 'deleted'", [&id])?;
-            tx.execute("DELETE FROM video_del_rec WHERE video_id = ?1", [&id])?;
-            Ok(())
-        })
+        write_tx(&mut self.conn()?, |tx| complete_deletion(tx, msg))
+    }
+}
+
+impl Batchable for CompleteDeletion {
+    type Output = ();
+}
+
+impl Handler<Batch<CompleteDeletion>> for VideoStore {
+    type Result = Result<Vec<Result<(), StoreError>>, StoreError>;
+
+    fn handle(&mut self, msg: Batch<CompleteDeletion>, _: &mut Self::Context) -> Self::Result {
+        run_batch(&mut self.conn()?, msg.items, complete_deletion)
     }
 }
 

@@ -20,8 +20,8 @@ use time::OffsetDateTime;
 
 use crate::error::StoreError;
 
-pub use batch::CommentBatcher;
-pub use comments::{CreateComment, CreateComments, DeleteComment, ListComments};
+pub use batch::{Batch, Batchable, Batcher, CommentBatcher};
+pub use comments::{CreateComment, DeleteComment, ListComments};
 pub use deletions::{
     ClaimDeletions, CompleteDeletion, DeletionQueueStats, DueDeletions, EnqueueDeletion,
     FailDeletion, ListDeletions, QueueStalePending, QueueStats, Remnants, StalePendingVideos,
@@ -37,7 +37,7 @@ pub use videos::{
 
 /// The shared connection pool.
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
-type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
+pub(crate) type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
 
 /// Owns SQLite access. Start it with [`VideoStore::start`].
 #[derive(Debug)]
