@@ -32,6 +32,10 @@ pub struct DispatcherConfig {
     /// Start the next pass at once when a pass found a full batch (the queue is draining);
     /// off in tests that count what one `Tick` does.
     pub follow_up: bool,
+    /// Pause before such a follow-up pass, to bound the drain rate. Zero by default: measured
+    /// with `bench/scheduler.sh`, a 10 ms pace (about 2,000 removals/s) did not lower the api's
+    /// p99 during a drain, it only made the drain last longer.
+    pub pace: Duration,
     /// A video still pending this long after creation is an upload that never came.
     pub stale_pending_after: Duration,
 }
@@ -45,6 +49,7 @@ impl Default for DispatcherConfig {
             max_in_flight: 32,
             lease: Duration::from_secs(60),
             follow_up: true,
+            pace: Duration::ZERO,
             stale_pending_after: Duration::from_secs(24 * 3600),
         }
     }
@@ -188,7 +193,7 @@ impl Dispatcher {
                         act.passes_running -= 1;
                         if act.config.follow_up && (full || act.woken) {
                             act.woken = false;
-                            ctx.notify(Continue);
+                            ctx.notify_later(Continue, act.config.pace);
                         }
                         Ok(report)
                     })
