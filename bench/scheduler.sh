@@ -15,18 +15,14 @@ API=127.0.0.1:28000
 SCHED=127.0.0.1:28001
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
-# Worktrees sharing one target dir overwrite each other's release binary (same package,
-# same hash), so copy it right after building and check it is this branch's: only it carries
-# the scheduler's metrics. Rebuild when another branch got in between.
-for _ in 1 2 3; do
-  [ -n "${BIN:-}" ] && { cp "$BIN" "$work/douyin_club"; break; }   # a binary built elsewhere
+# The release binary, or BIN=<path> for one built elsewhere; copied so a rebuild during the
+# run cannot swap it.
+if [ -n "${BIN:-}" ]; then
+  cp "$BIN" "$work/douyin_club"
+else
   (cd "$root" && cargo build --release -q)
   cp "${CARGO_TARGET_DIR:-$root/target}/release/douyin_club" "$work/douyin_club"
-  grep -q douyin_deletion_queue_depth "$work/douyin_club" && break
-  echo "another branch's binary was in place; building again" >&2
-  touch "$root/src/main.rs"
-done
-grep -q douyin_deletion_queue_depth "$work/douyin_club"
+fi
 bin=$work/douyin_club
 
 data=$work/data
