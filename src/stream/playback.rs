@@ -30,7 +30,7 @@ const WINDOW: usize = READ_BUF;
 /// a blocking thread is busy, few enough that 64 connections hold little memory.
 const AHEAD: usize = 2;
 /// Bytes handed to the HTTP writer at a time: it copies each chunk into its write buffer, so
-/// smaller chunks keep that buffer small.
+/// smaller chunks keep that buffer small (128 KiB chunks halved the throughput in a measurement).
 const CHUNK: usize = 64 * 1024;
 /// Uploaded files never change under their id; a year is the conventional "forever".
 const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";

@@ -5,11 +5,13 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 /// Size of the pooled read buffers: a read of at most this many bytes costs no allocation.
-/// Playback reads windows of exactly this size (see `bench/results/stream.md` for why 64 KiB).
-pub const READ_BUF: usize = 64 * 1024;
+/// Playback reads windows of exactly this size. 128 KiB measured best on a quiet machine
+/// (`bench/results/stream.md`): 64 KiB spent a third of the time handing windows between
+/// threads, 256 KiB held more memory for no more speed.
+pub const READ_BUF: usize = 128 * 1024;
 /// Idle buffers kept for reuse (4 MiB at most); more are freed. The pool only ever holds what
 /// was in use at once, so this bounds memory left behind by a burst, not throughput.
-const POOL_MAX: usize = 64;
+const POOL_MAX: usize = 32;
 
 /// Read buffers recycled across requests. Without it every window was a fresh allocation on
 /// whichever blocking thread read it and was freed on the HTTP worker, and the allocator kept

@@ -150,7 +150,8 @@ impl Handler<GetPlayable> for VideoStore {
             "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id
              WHERE v.id = ?1 AND v.state = 'ready'"
         );
-        conn.query_row(&sql, [msg.id.to_string()], video_row)
+        conn.prepare_cached(&sql)?
+            .query_row([msg.id.to_string()], video_row)
             .optional()?
             .map(|(v, _)| v)
             .ok_or(StoreError::NotFound)
