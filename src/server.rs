@@ -4,9 +4,12 @@
 use std::net::TcpListener;
 
 use actix::Addr;
+use actix_web::body::MessageBody;
+use actix_web::dev::ServiceRequest;
 use actix_web::dev::{Server, ServiceResponse};
 use actix_web::http::StatusCode;
-use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Logger};
+use actix_web::http::header;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Logger, Next, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
 use actors::store::{Ping, VideoStore};
@@ -46,6 +49,22 @@ fn method_not_allowed<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHand
     Ok(ErrorHandlerResponse::Response(res))
 }
 
+/// API.md fixes JSON bodies as `application/json; charset=utf-8`; actix-web's `json()` says
+/// `application/json` alone, so the charset is added on the way out.
+async fn json_charset(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    if res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v == "application/json") {
+        res.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+    }
+    Ok(res)
+}
+
 /// The Prometheus middleware of one service, recording into `registry`.
 pub fn metrics(service: &str, registry: prometheus::Registry) -> PrometheusMetrics {
     PrometheusMetricsBuilder::new("douyin")
@@ -76,6 +95,8 @@ where
             .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, method_not_allowed))
             .wrap(metrics.clone())
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
+            // Outermost, so that the 405 body made above gets the charset too.
+            .wrap(from_fn(json_charset))
             .app_data(health.clone())
             .app_data(extractors::json_config())
             .app_data(extractors::path_config())

@@ -36,7 +36,7 @@ impl Reply {
         assert_eq!(self.body["error_code"], code, "body: {}", self.body);
         assert!(self.body["error"].as_str().is_some_and(|e| !e.is_empty()), "{}", self.body);
         let ct = self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-        assert!(ct.starts_with("application/json"), "content-type {ct}");
+        assert_eq!(ct, "application/json; charset=utf-8");
     }
 
     #[track_caller]
