@@ -1,6 +1,8 @@
 //! Building a node: open the store, start the actors once, bind every service's listener, then
 //! start the HTTP servers. Production (`main`) and the tests use this same function.
 
+mod services;
+
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -12,18 +14,13 @@ use actix_web::dev::ServerHandle;
 use actix_web::web;
 use actors::blob::LocalBlobs;
 use actors::session::{Session, SqliteSessions};
-use actors::store::{CommentBatcher, VideoStore};
+use actors::store::VideoStore;
 use base64::Engine as _;
 use rand::RngCore as _;
 
-use crate::api::{self, ApiState};
-use crate::auth::AuthState;
 use crate::config::{Config, Role};
-use crate::scheduler::{
-    self, LocalWake, NoWake, RemoteWake, Runner, SchedulerState, WakeScheduler,
-};
-use crate::server::{self, Health};
-use crate::{stream, web as web_service};
+use crate::scheduler::{self, Runner};
+use services::{start_api, start_scheduler, start_stream, start_web};
 
 /// SQLite threads: readers run beside the one writer WAL allows; more than this only queues.
 const STORE_THREADS: usize = 4;
@@ -290,122 +287,4 @@ impl Node {
     pub async fn stop(&self, graceful: bool) {
         self.handles.stop(graceful).await;
     }
-}
-
-fn sessions_of(ctx: &NodeContext) -> Addr<Session> {
-    // The Session actor starts with the store, which every role but web opens.
-    ctx.sessions.clone().expect("sessions start with the store")
-}
-
-fn auth_state(ctx: &NodeContext) -> web::Data<AuthState> {
-    web::Data::new(AuthState {
-        sessions: sessions_of(ctx),
-        public_origin: ctx.urls.public_origin.clone(),
-    })
-}
-
-fn store_of(ctx: &NodeContext) -> Addr<VideoStore> {
-    // Every role but web opens the store in `Node::start`.
-    ctx.store.clone().expect("the store is started for this role")
-}
-
-fn start_api(ctx: &NodeContext, l: TcpListener) -> Result<actix_web::dev::Server, StartError> {
-    let store = store_of(ctx);
-    let state = web::Data::new(ApiState {
-        comments: CommentBatcher::new(store.clone()).start(),
-        store: store.clone(),
-        sessions: sessions_of(ctx),
-        scheduler: wake_for(ctx),
-    });
-    let auth = auth_state(ctx);
-    let metrics = server::metrics("api", prometheus::Registry::new());
-    server::serve(l, metrics, Health::Store(store), move |cfg| {
-        cfg.app_data(state.clone()).app_data(auth.clone()).configure(api::routes);
-    })
-    .map_err(io_err("starting api"))
-}
-
-/// How the api tells the scheduler about a delete: by message in this process, by the internal
-/// REST call when the scheduler runs elsewhere (`--role api`).
-fn wake_for(ctx: &NodeContext) -> Arc<dyn WakeScheduler> {
-    match (&ctx.scheduler, ctx.config.role) {
-        (Some(runner), _) => Arc::new(LocalWake(runner.dispatcher.clone())),
-        (None, Role::Api) => {
-            Arc::new(RemoteWake::new(&ctx.urls.scheduler, ctx.internal_token.clone()))
-        }
-        (None, _) => Arc::new(NoWake),
-    }
-}
-
-fn start_stream(ctx: &NodeContext, l: TcpListener) -> Result<actix_web::dev::Server, StartError> {
-    let store = store_of(ctx);
-    let auth = auth_state(ctx);
-    let registry = prometheus::Registry::new();
-    let metrics = stream::StreamMetrics::register(&registry).map_err(|e| StartError::Io {
-        what: "stream metrics".into(),
-        source: io::Error::other(e),
-    })?;
-    let state = web::Data::new(stream::StreamState {
-        store: store.clone(),
-        sessions: sessions_of(ctx),
-        // Every role but web opens the blob store in `Node::start`, beside the database.
-        blobs: ctx.blobs.clone().expect("the blob store is opened with the store"),
-        limiter: start_limiter(&ctx.config),
-        max_upload_bytes: ctx.config.max_upload_bytes,
-        trusted_proxies: ctx.config.trusted_proxies.clone(),
-        metrics,
-    });
-    let metrics = server::metrics("stream", registry);
-    server::serve(l, metrics, Health::Store(store), move |cfg| {
-        cfg.app_data(auth.clone()).app_data(state.clone()).configure(stream::routes);
-    })
-    .map_err(io_err("starting stream"))
-}
-
-/// The StreamLimiter, started once per stream service on the System arbiter.
-fn start_limiter(config: &Config) -> Addr<actors::limiter::StreamLimiter> {
-    actors::limiter::StreamLimiter::new(actors::limiter::LimiterConfig {
-        rate: config.stream_rate,
-        burst: config.stream_burst,
-        max_streams: config.max_streams,
-    })
-    .start()
-}
-
-fn start_scheduler(
-    ctx: &NodeContext,
-    l: TcpListener,
-) -> Result<actix_web::dev::Server, StartError> {
-    let store = store_of(ctx);
-    // Started in `Node::start` whenever the scheduler's listener is bound.
-    let runner = ctx.scheduler.clone().expect("the runner starts with the scheduler's listener");
-    let registry = prometheus::Registry::new();
-    runner.metrics.register(&registry).map_err(|e| StartError::Io {
-        what: "registering the scheduler metrics".into(),
-        source: io::Error::other(e),
-    })?;
-    let state = web::Data::new(SchedulerState {
-        store: store.clone(),
-        dispatcher: runner.dispatcher,
-        internal_token: ctx.internal_token.clone(),
-    });
-    let metrics = server::metrics("scheduler", registry);
-    server::serve(l, metrics, Health::Store(store), move |cfg| {
-        cfg.app_data(state.clone()).configure(scheduler::routes);
-    })
-    .map_err(io_err("starting scheduler"))
-}
-
-fn start_web(ctx: &NodeContext, l: TcpListener) -> Result<actix_web::dev::Server, StartError> {
-    // The web service reaches the api and stream by their URLs even in one process, so that
-    // `--role web` takes the same code path.
-    let state = web::Data::new(web_service::WebState {
-        api: ctx.urls.api.clone(),
-        stream: ctx.urls.stream.clone(),
-        public_origin: ctx.urls.public_origin.clone(),
-        max_upload_bytes: ctx.config.max_upload_bytes,
-    });
-    let metrics = server::metrics("web", prometheus::Registry::new());
-    server::serve(l, metrics, Health::Up, move |cfg| web_service::routes(cfg, state.clone()))
-        .map_err(io_err("starting web"))
 }
