@@ -40,14 +40,6 @@ pub struct EnqueueDeletion {
     pub video: VideoId,
 }
 
-/// Up to `limit` records due at `now`, oldest due first; failed records are never due.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Vec<DeletionRecord>, StoreError>")]
-pub struct DueDeletions {
-    pub now: OffsetDateTime,
-    pub limit: u32,
-}
-
 /// The whole queue, for the internal listing and metrics.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<DeletionRecord>, StoreError>")]
@@ -105,14 +97,6 @@ pub struct QueueStats {
     pub oldest_queued_at: Option<OffsetDateTime>,
 }
 
-/// Pending videos created before `older_than`: uploads that never came.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Vec<VideoId>, StoreError>")]
-pub struct StalePendingVideos {
-    pub older_than: OffsetDateTime,
-    pub limit: u32,
-}
-
 impl Handler<EnqueueDeletion> for VideoStore {
     type Result = Result<(), StoreError>;
 
@@ -127,20 +111,6 @@ impl Handler<EnqueueDeletion> for VideoStore {
         })?;
         self.feed.invalidate();
         Ok(())
-    }
-}
-
-impl Handler<DueDeletions> for VideoStore {
-    type Result = Result<Vec<DeletionRecord>, StoreError>;
-
-    fn handle(&mut self, msg: DueDeletions, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {RECORD_COLS} FROM video_del_rec
-             WHERE failed = 0 AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2"
-        ))?;
-        let rows = stmt.query_map(params![to_ms(msg.now), msg.limit], record_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }
 
@@ -201,20 +171,6 @@ impl Handler<FailDeletion> for VideoStore {
             params![msg.video.to_string(), msg.error, to_ms(msg.next_attempt_at), msg.give_up],
         )?;
         Ok(())
-    }
-}
-
-impl Handler<StalePendingVideos> for VideoStore {
-    type Result = Result<Vec<VideoId>, StoreError>;
-
-    fn handle(&mut self, msg: StalePendingVideos, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
-            "SELECT id FROM videos WHERE state = 'pending' AND created_at < ?1
-             ORDER BY seq LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![to_ms(msg.older_than), msg.limit], |r| uuid_col(r, 0))?;
-        Ok(rows.map(|r| r.map(VideoId)).collect::<rusqlite::Result<_>>()?)
     }
 }
 

@@ -23,12 +23,11 @@ use crate::error::StoreError;
 pub use batch::{Batch, Batchable, Batcher, CommentBatcher};
 pub use comments::{CreateComment, DeleteComment, ListComments};
 pub use deletions::{
-    ClaimDeletions, CompleteDeletion, DeletionQueueStats, DueDeletions, EnqueueDeletion,
-    FailDeletion, ListDeletions, QueueStalePending, QueueStats, Remnants, StalePendingVideos,
-    VideoRemnants,
+    ClaimDeletions, CompleteDeletion, DeletionQueueStats, EnqueueDeletion, FailDeletion,
+    ListDeletions, QueueStalePending, QueueStats, Remnants, VideoRemnants,
 };
 pub use users::{
-    CreateUser, FindUser, InsertSession, LoadSession, PurgeSessions, RemoveSession, SessionRecord,
+    CreateUser, InsertSession, LoadSession, PurgeSessions, RemoveSession, SessionRecord,
     TouchSession, VerifyUser,
 };
 pub use videos::{

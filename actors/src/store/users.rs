@@ -27,13 +27,6 @@ pub struct VerifyUser {
     pub password: Password,
 }
 
-/// Looks a user up by name.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Option<User>, StoreError>")]
-pub struct FindUser {
-    pub name: UserName,
-}
-
 /// A session as stored: whose it is and until when (unix milliseconds).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord {
@@ -152,19 +145,6 @@ impl Handler<VerifyUser> for VideoStore {
                 Err(StoreError::BadCredentials)
             }
         }
-    }
-}
-
-impl Handler<FindUser> for VideoStore {
-    type Result = Result<Option<User>, StoreError>;
-
-    fn handle(&mut self, msg: FindUser, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
-        Ok(conn
-            .query_row("SELECT id FROM users WHERE user_name = ?1", [msg.name.as_str()], |r| {
-                Ok(User { id: UserId(r.get(0)?), name: msg.name.to_string() })
-            })
-            .optional()?)
     }
 }
 
