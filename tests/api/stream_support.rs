@@ -27,8 +27,9 @@ pub fn etag_of(data: &[u8]) -> String {
     format!("\"{}\"", sha256_hex(data))
 }
 
-/// Uploads `data` raw with `content_type`.
-pub async fn upload_raw(
+/// Uploads `data` as the request body with `content_type`: raw bytes, or a body made by
+/// [`multipart_body`].
+pub async fn upload_body(
     app: &TestApp,
     user: &TestUser,
     vid: &str,
@@ -66,7 +67,7 @@ pub fn multipart_body(field: &str, data: &[u8]) -> (String, Vec<u8>) {
 /// A ready video of `user` with `data` as its file; returns its id.
 pub async fn ready_video(app: &TestApp, user: &TestUser, data: &[u8]) -> String {
     let vid = app.create_video(user, "clip").await;
-    let r = upload_raw(app, user, &vid, "video/mp4", data.to_vec()).await;
+    let r = upload_body(app, user, &vid, "video/mp4", data.to_vec()).await;
     assert_eq!(r.assert_status(201)["status"], "ready");
     vid
 }

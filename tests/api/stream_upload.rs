@@ -27,15 +27,7 @@ async fn multipart_and_raw_uploads_become_playable() {
     let data = fake_mp4(200_000);
     let vid = app.create_video(&alice, "multipart").await;
     let (ct, body) = multipart_body("file", &data);
-    let res = app
-        .client
-        .post(format!("{}/upload/{vid}", app.stream))
-        .insert_header(("X-Session-Id", alice.session.clone()))
-        .insert_header(("Content-Type", ct))
-        .send_body(body)
-        .await
-        .expect("sent");
-    let r = read_reply(res).await;
+    let r = upload_body(&app, &alice, &vid, &ct, body).await;
     let v = r.assert_status(201);
     assert_eq!(v["status"], "ready");
     assert_eq!(v["size"], 200_000);
@@ -44,7 +36,7 @@ async fn multipart_and_raw_uploads_become_playable() {
 
     let webm = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm and then some bytes".to_vec();
     let vid = app.create_video(&alice, "raw").await;
-    let r = upload_raw(&app, &alice, &vid, "application/octet-stream", webm.clone()).await;
+    let r = upload_body(&app, &alice, &vid, "application/octet-stream", webm.clone()).await;
     assert_eq!(r.assert_status(201)["content_type"], "video/webm");
     let played = get(&app, &format!("/videos/{vid}"), &[]).await;
     assert_eq!(header(&played, "content-type"), "video/webm");
@@ -66,49 +58,35 @@ async fn refusals() {
     let r = app.client.post(&url).content_type("video/mp4").send_body(small.clone()).await;
     read_reply(r.expect("sent")).await.assert_error(401, "002");
     // 404: someone else's pending video is invisible; unknown and malformed ids.
-    upload_raw(&app, &bob, &vid, "video/mp4", small.clone()).await.assert_error(404, "006");
+    upload_body(&app, &bob, &vid, "video/mp4", small.clone()).await.assert_error(404, "006");
     let unknown = uuid::Uuid::new_v4().to_string();
-    upload_raw(&app, &alice, &unknown, "video/mp4", small.clone()).await.assert_error(404, "006");
-    upload_raw(&app, &alice, "..", "video/mp4", small.clone()).await.assert_error(400, "001");
+    upload_body(&app, &alice, &unknown, "video/mp4", small.clone()).await.assert_error(404, "006");
+    upload_body(&app, &alice, "..", "video/mp4", small.clone()).await.assert_error(400, "001");
     // 415: not a video, by content or by declared type.
     let text = b"hello, this is plainly not a video file at all".to_vec();
-    upload_raw(&app, &alice, &vid, "video/mp4", text).await.assert_error(415, "009");
-    upload_raw(&app, &alice, &vid, "text/plain", small.clone()).await.assert_error(415, "009");
-    upload_raw(&app, &alice, &vid, "video/mp4", Vec::new()).await.assert_error(415, "009");
+    upload_body(&app, &alice, &vid, "video/mp4", text).await.assert_error(415, "009");
+    upload_body(&app, &alice, &vid, "text/plain", small.clone()).await.assert_error(415, "009");
+    upload_body(&app, &alice, &vid, "video/mp4", Vec::new()).await.assert_error(415, "009");
     // 413: declared too large, and found too large while streaming (multipart).
     let big = fake_mp4(100 * 1024);
-    upload_raw(&app, &alice, &vid, "video/mp4", big.clone()).await.assert_error(413, "008");
+    upload_body(&app, &alice, &vid, "video/mp4", big.clone()).await.assert_error(413, "008");
     let (ct, body) = multipart_body("file", &big);
-    let res = app
-        .client
-        .post(&url)
-        .insert_header(("X-Session-Id", alice.session.clone()))
-        .insert_header(("Content-Type", ct))
-        .send_body(body)
-        .await;
-    read_reply(res.expect("sent")).await.assert_error(413, "008");
+    upload_body(&app, &alice, &vid, &ct, body).await.assert_error(413, "008");
     // 400: a form without the `file` field.
     let (ct, body) = multipart_body("other", &small);
-    let res = app
-        .client
-        .post(&url)
-        .insert_header(("X-Session-Id", alice.session.clone()))
-        .insert_header(("Content-Type", ct))
-        .send_body(body)
-        .await;
-    read_reply(res.expect("sent")).await.assert_error(400, "001");
+    upload_body(&app, &alice, &vid, &ct, body).await.assert_error(400, "001");
 
     assert_eq!(video_status(&app, &alice, &vid).await, "pending");
     eventually("no partial files", || async { partial_files(&app.data_dir()).is_empty() }).await;
 
     // Then it works; a second upload is 409; someone else's ready video is 403.
-    upload_raw(&app, &alice, &vid, "video/mp4", small.clone()).await.assert_status(201);
-    upload_raw(&app, &alice, &vid, "video/mp4", small.clone()).await.assert_error(409, "007");
-    upload_raw(&app, &bob, &vid, "video/mp4", small.clone()).await.assert_error(403, "005");
+    upload_body(&app, &alice, &vid, "video/mp4", small.clone()).await.assert_status(201);
+    upload_body(&app, &alice, &vid, "video/mp4", small.clone()).await.assert_error(409, "007");
+    upload_body(&app, &bob, &vid, "video/mp4", small.clone()).await.assert_error(403, "005");
     // Deleted: 404.
     let del = format!("/user/alice/videos/{vid}");
     app.api(Method::DELETE, &del, Some(&alice.session), None).await.assert_status(204);
-    upload_raw(&app, &alice, &vid, "video/mp4", small).await.assert_error(404, "006");
+    upload_body(&app, &alice, &vid, "video/mp4", small).await.assert_error(404, "006");
 }
 
 /// Starts an upload over a raw socket: headers announcing `total` bytes, then `sent` of them.
@@ -146,7 +124,7 @@ async fn a_client_cut_off_mid_upload_leaves_nothing_behind() {
     assert!(!app.data_dir().join("videos").join(&vid).exists());
     eventually("the slot is back", || async { metric(&app, "active_streams").await == 0.0 }).await;
     // A retry simply works.
-    upload_raw(&app, &alice, &vid, "video/mp4", data.clone()).await.assert_status(201);
+    upload_body(&app, &alice, &vid, "video/mp4", data.clone()).await.assert_status(201);
     assert!(get(&app, &format!("/videos/{vid}"), &[]).await.raw[..] == data[..]);
 }
 
