@@ -6,7 +6,7 @@ use std::pin::Pin;
 
 use actix::Addr;
 use actix_web::http::Method;
-use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use actix_web::{FromRequest, HttpMessage as _, HttpRequest, dev::Payload, web};
 use actors::model::User;
 use actors::session::{ResolveSession, Session, SessionToken};
 
@@ -30,11 +30,6 @@ pub struct AuthState {
 enum Source {
     Header,
     Cookie,
-}
-
-/// The raw session id a request presents, if any, without resolving it.
-pub fn presented_token(req: &HttpRequest) -> Option<(String, bool)> {
-    presented(req).map(|(t, s)| (t, s == Source::Cookie))
 }
 
 fn presented(req: &HttpRequest) -> Option<(String, Source)> {
@@ -62,19 +57,39 @@ fn check_origin(req: &HttpRequest, source: Source, state: &AuthState) -> Result<
     }
 }
 
+fn auth_state(req: &HttpRequest) -> Result<web::Data<AuthState>, AppError> {
+    req.app_data::<web::Data<AuthState>>().cloned().ok_or_else(|| {
+        log::error!("AuthState is not registered on this service");
+        AppError::Internal
+    })
+}
+
+/// Who the request's session belongs to, if it presents a live one. Resolved once per request:
+/// the answer is kept in the request's extensions, so the stream limiter and the handler's
+/// extractor share one look-up.
+pub async fn caller(req: &HttpRequest) -> Result<Option<(User, SessionToken)>, AppError> {
+    #[derive(Clone)]
+    struct Resolved(Option<(User, SessionToken)>);
+
+    if let Some(Resolved(known)) = req.extensions().get::<Resolved>() {
+        return Ok(known.clone());
+    }
+    let found = match presented(req).and_then(|(raw, _)| SessionToken::from_client(&raw)) {
+        None => None,
+        Some(token) => {
+            let state = auth_state(req)?;
+            let user = state.sessions.send(ResolveSession { token: token.clone() }).await??;
+            user.map(|u| (u, token))
+        }
+    };
+    req.extensions_mut().insert(Resolved(found.clone()));
+    Ok(found)
+}
+
 async fn resolve(req: HttpRequest) -> Result<Option<(User, SessionToken)>, AppError> {
-    let Some((raw, source)) = presented(&req) else { return Ok(None) };
-    let state = req
-        .app_data::<web::Data<AuthState>>()
-        .ok_or_else(|| {
-            log::error!("AuthState is not registered on this service");
-            AppError::Internal
-        })?
-        .clone();
-    check_origin(&req, source, &state)?;
-    let Some(token) = SessionToken::from_client(&raw) else { return Ok(None) };
-    let user = state.sessions.send(ResolveSession { token: token.clone() }).await??;
-    Ok(user.map(|u| (u, token)))
+    let Some((_, source)) = presented(&req) else { return Ok(None) };
+    check_origin(&req, source, &*auth_state(&req)?)?;
+    caller(&req).await
 }
 
 /// A signed-in caller; 401 otherwise.

@@ -3,7 +3,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use clap::{Parser, ValueEnum};
+
+use crate::pace::MinRate;
 
 /// Which services this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -18,6 +22,22 @@ pub enum Role {
 impl Role {
     pub fn runs(self, service: Role) -> bool {
         self == Role::All || self == service
+    }
+}
+
+/// How playback reads local video files (see `actors::blob::ReadMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BlobRead {
+    Pread,
+    Mmap,
+}
+
+impl From<BlobRead> for actors::blob::ReadMode {
+    fn from(r: BlobRead) -> Self {
+        match r {
+            BlobRead::Pread => actors::blob::ReadMode::Pread,
+            BlobRead::Mmap => actors::blob::ReadMode::Mmap,
+        }
     }
 }
 
@@ -74,6 +94,12 @@ pub struct Config {
     #[arg(long, env = "DOUYIN_MAX_STREAMS", default_value_t = 256)]
     pub max_streams: usize,
 
+    /// Concurrent playback and upload responses of one client (a signed-in user, else an IP
+    /// address), so that one client cannot hold every slot.
+    #[arg(long, env = "DOUYIN_MAX_STREAMS_PER_CLIENT", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_streams_per_client: u64,
+
     /// Token-bucket refill: stream requests per second per client.
     #[arg(long, env = "DOUYIN_STREAM_RATE", default_value_t = 50.0)]
     pub stream_rate: f64,
@@ -81,6 +107,32 @@ pub struct Config {
     /// Token-bucket size per client.
     #[arg(long, env = "DOUYIN_STREAM_BURST", default_value_t = 100.0)]
     pub stream_burst: f64,
+
+    /// Seconds a client may hold up a response it does not read (every service): from the first
+    /// hold-up it must take at least --min-send-rate bytes per second over this window, or its
+    /// connection is closed and its stream slot freed.
+    #[arg(long, env = "DOUYIN_SEND_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub send_timeout_secs: u64,
+
+    /// The slowest a client may read a response it holds up, in bytes per second.
+    #[arg(long, env = "DOUYIN_MIN_SEND_RATE", default_value_t = 1024)]
+    pub min_send_rate: u64,
+
+    /// Seconds an upload's body may stall: from the first wait it must bring at least
+    /// --min-receive-rate bytes per second over this window, or the upload is refused (408).
+    #[arg(long, env = "DOUYIN_RECEIVE_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub receive_timeout_secs: u64,
+
+    /// The slowest an upload's body may arrive, in bytes per second.
+    #[arg(long, env = "DOUYIN_MIN_RECEIVE_RATE", default_value_t = 1024)]
+    pub min_receive_rate: u64,
+
+    /// How playback reads local video files: positioned reads (`pread`) or memory maps
+    /// (`mmap`); `bench/stream.sh` compares them.
+    #[arg(long, env = "DOUYIN_BLOB_READ", value_enum, default_value = "pread", hide = true)]
+    pub blob_read: BlobRead,
 
     /// Scheduler timer period, in seconds.
     #[arg(long, env = "DOUYIN_DELETE_EVERY_SECS", default_value_t = 3,
@@ -107,11 +159,33 @@ pub struct Config {
 }
 
 impl Config {
-    /// The configuration with every default and nothing from the environment, for tests.
+    /// The configuration with every default and nothing from the environment (a developer's
+    /// `DOUYIN_*` variables must not leak into tests).
     pub fn defaults_for(data_dir: PathBuf) -> Self {
-        let mut cfg = Config::parse_from(["douyin_club"]);
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let command = Config::command().mut_args(|arg| arg.env(None));
+        let matches = command.get_matches_from(["douyin_club"]);
+        // Every field has a default, and defaults always parse: a failure here is a bug in the
+        // attributes above, found by the first test that runs.
+        let mut cfg = Config::from_arg_matches(&matches).expect("the defaults form a valid Config");
         cfg.data_dir = data_dir;
         cfg
+    }
+
+    /// How fast clients must take the responses they hold up.
+    pub fn send_pace(&self) -> MinRate {
+        MinRate {
+            window: Duration::from_secs(self.send_timeout_secs),
+            bytes_per_sec: self.min_send_rate,
+        }
+    }
+
+    /// How fast an upload's body must arrive while we wait for it.
+    pub fn receive_pace(&self) -> MinRate {
+        MinRate {
+            window: Duration::from_secs(self.receive_timeout_secs),
+            bytes_per_sec: self.min_receive_rate,
+        }
     }
 
     /// The public origin, without a trailing slash.

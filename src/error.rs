@@ -5,7 +5,12 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use actors::StoreError;
-use serde::Serialize;
+use std::fmt;
+
+use actors::upload::UploadError;
+use serde::{Deserialize, Serialize};
+
+use crate::pace::BodyError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -31,23 +36,100 @@ pub enum AppError {
     RateLimited { retry_after_secs: u64 },
     #[error("the service is overloaded or shutting down")]
     Unavailable,
+    /// The client sent its body too slowly, or stopped sending it.
+    #[error("{0}")]
+    TimedOut(String),
+    /// A conditional request's `If-Match` or `If-Unmodified-Since` failed (RFC 9110 §13).
+    #[error("precondition failed")]
+    PreconditionFailed,
+}
+
+/// API.md's stable error codes, one per row of its table. The services answer with them and the
+/// web service reads them back from the api.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// `001`: malformed body, field, id or request.
+    #[serde(rename = "001")]
+    BadRequest,
+    /// `002`: no session, unknown or expired session, wrong name or password.
+    #[serde(rename = "002")]
+    Unauthorized,
+    /// `003`: the database failed.
+    #[serde(rename = "003")]
+    Database,
+    /// `004`: any other internal fault.
+    #[serde(rename = "004")]
+    Internal,
+    /// `005`: someone else's resource.
+    #[serde(rename = "005")]
+    Forbidden,
+    /// `006`: no such user, video or comment.
+    #[serde(rename = "006")]
+    NotFound,
+    /// `007`: name taken, file already uploaded.
+    #[serde(rename = "007")]
+    Conflict,
+    /// `008`: body or file too large.
+    #[serde(rename = "008")]
+    TooLarge,
+    /// `009`: not a recognised video container.
+    #[serde(rename = "009")]
+    UnsupportedMedia,
+    /// `010`: rate or stream limit reached.
+    #[serde(rename = "010")]
+    RateLimited,
+    /// `011`: overloaded or shutting down.
+    #[serde(rename = "011")]
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The code as API.md writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "001",
+            ErrorCode::Unauthorized => "002",
+            ErrorCode::Database => "003",
+            ErrorCode::Internal => "004",
+            ErrorCode::Forbidden => "005",
+            ErrorCode::NotFound => "006",
+            ErrorCode::Conflict => "007",
+            ErrorCode::TooLarge => "008",
+            ErrorCode::UnsupportedMedia => "009",
+            ErrorCode::RateLimited => "010",
+            ErrorCode::Unavailable => "011",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl AppError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            AppError::BadRequest(_) => "001",
-            AppError::Unauthorized(_) => "002",
-            AppError::Database => "003",
-            AppError::Internal => "004",
-            AppError::Forbidden(_) => "005",
-            AppError::NotFound(_) => "006",
-            AppError::Conflict(_) => "007",
-            AppError::TooLarge(_) => "008",
-            AppError::UnsupportedMedia(_) => "009",
-            AppError::RateLimited { .. } => "010",
-            AppError::Unavailable => "011",
+            AppError::BadRequest(_) | AppError::TimedOut(_) | AppError::PreconditionFailed => {
+                ErrorCode::BadRequest
+            }
+            AppError::Unauthorized(_) => ErrorCode::Unauthorized,
+            AppError::Database => ErrorCode::Database,
+            AppError::Internal => ErrorCode::Internal,
+            AppError::Forbidden(_) => ErrorCode::Forbidden,
+            AppError::NotFound(_) => ErrorCode::NotFound,
+            AppError::Conflict(_) => ErrorCode::Conflict,
+            AppError::TooLarge(_) => ErrorCode::TooLarge,
+            AppError::UnsupportedMedia(_) => ErrorCode::UnsupportedMedia,
+            AppError::RateLimited { .. } => ErrorCode::RateLimited,
+            AppError::Unavailable => ErrorCode::Unavailable,
         }
+    }
+
+    /// API.md's error body for `status` and `code`, for answers built outside `AppError`.
+    pub fn body(message: &str, code: ErrorCode) -> serde_json::Value {
+        serde_json::json!({ "error": message, "error_code": code })
     }
 
     pub fn unauthorized() -> Self {
@@ -56,9 +138,9 @@ impl AppError {
 }
 
 #[derive(Serialize)]
-struct ErrorBody<'a> {
+struct ErrorBody {
     error: String,
-    error_code: &'a str,
+    error_code: ErrorCode,
 }
 
 impl ResponseError for AppError {
@@ -74,6 +156,8 @@ impl ResponseError for AppError {
             AppError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
+            AppError::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
         }
     }
 
@@ -108,6 +192,40 @@ impl From<StoreError> for AppError {
                 log::error!("{e}");
                 AppError::Internal
             }
+        }
+    }
+}
+
+impl From<UploadError> for AppError {
+    fn from(e: UploadError) -> Self {
+        match e {
+            UploadError::Store(e) => e.into(),
+            UploadError::AlreadyUploaded => AppError::Conflict("video file already uploaded"),
+            UploadError::InProgress => {
+                AppError::Conflict("an upload of this video is already in progress")
+            }
+            UploadError::TooLarge { max } => {
+                AppError::TooLarge(format!("the file is larger than {max} bytes"))
+            }
+            UploadError::NotAVideo => {
+                AppError::UnsupportedMedia("not a recognised video container")
+            }
+            UploadError::Io(e) => {
+                log::error!("writing an upload: {e}");
+                AppError::Internal
+            }
+        }
+    }
+}
+
+impl From<BodyError> for AppError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooSlow(e) => {
+                log::info!("upload dropped: {e}");
+                AppError::TimedOut("the body arrived too slowly".into())
+            }
+            BodyError::Broken(why) => AppError::BadRequest(format!("upload cut off: {why}")),
         }
     }
 }

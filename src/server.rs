@@ -2,20 +2,29 @@
 //! format for extractor failures, unknown paths and wrong methods.
 
 use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_http::{HttpService, Protocol, error::DispatchError};
+use actix_server::Server;
+use actix_service::{ServiceFactoryExt as _, fn_service, map_config};
+use actix_web::dev::AppConfig;
+use actix_web::rt::net::TcpStream;
 
 use actix::Addr;
 use actix_web::body::MessageBody;
 use actix_web::dev::ServiceRequest;
-use actix_web::dev::{Server, ServiceResponse};
+use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Logger, Next, from_fn};
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpResponse, web};
 use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
 use actors::store::{Ping, VideoStore};
 use serde_json::json;
 
-use crate::error::{AppError, extractors};
+use crate::config::Config;
+use crate::error::{AppError, ErrorCode, extractors};
+use crate::pace::{MinRate, PacedIo};
 
 /// How a service tells `/healthz` that it can do its work.
 #[derive(Clone)]
@@ -44,29 +53,46 @@ fn method_not_allowed<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHand
     if let Some(allow) = res.headers().get(actix_web::http::header::ALLOW) {
         body.insert_header((actix_web::http::header::ALLOW, allow.clone()));
     }
-    let body = body.json(json!({ "error": "method not allowed", "error_code": "001" }));
+    let body = body.json(AppError::body("method not allowed", ErrorCode::BadRequest));
     let res = ServiceResponse::new(req, body).map_into_right_body::<B>();
     Ok(ErrorHandlerResponse::Response(res))
 }
 
-/// API.md fixes JSON bodies as `application/json; charset=utf-8`; actix-web's `json()` says
-/// `application/json` alone, so the charset is added on the way out.
-async fn json_charset(
+/// Headers every answer of every service carries. API.md fixes JSON bodies as
+/// `application/json; charset=utf-8` (actix-web's `json()` says `application/json` alone), and
+/// `nosniff` stops a browser from reading a body as anything but its declared type (a video or
+/// JSON error rendered as HTML, say).
+async fn common_headers(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let mut res = next.call(req).await?;
-    if res.headers().get(header::CONTENT_TYPE).is_some_and(|v| v == "application/json") {
-        res.headers_mut().insert(
+    let headers = res.headers_mut();
+    if headers.get(header::CONTENT_TYPE).is_some_and(|v| v == "application/json") {
+        headers.insert(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("application/json; charset=utf-8"),
         );
     }
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
     Ok(res)
 }
 
+/// What tells one service's server from another's: its name (a metrics label), its metrics
+/// registry, and how fast its clients must read what they are sent.
+pub struct Service {
+    metrics: PrometheusMetrics,
+    send_pace: MinRate,
+}
+
+impl Service {
+    pub fn new(name: &str, registry: prometheus::Registry, config: &Config) -> Self {
+        Self { metrics: metrics(name, registry), send_pace: config.send_pace() }
+    }
+}
+
 /// The Prometheus middleware of one service, recording into `registry`.
-pub fn metrics(service: &str, registry: prometheus::Registry) -> PrometheusMetrics {
+fn metrics(service: &str, registry: prometheus::Registry) -> PrometheusMetrics {
     PrometheusMetricsBuilder::new("douyin")
         .endpoint("/metrics")
         .const_labels([("service".to_owned(), service.to_owned())].into())
@@ -78,11 +104,19 @@ pub fn metrics(service: &str, registry: prometheus::Registry) -> PrometheusMetri
         .expect("a fresh registry accepts the request metrics")
 }
 
+/// How long a connection may take to send a request head, and stay idle between requests.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// How long an answer sent before its request body was read lingers for the client to read it.
+const LINGER: Duration = Duration::from_secs(1);
+
 /// Starts one service's HTTP server on `listener` with everything every service shares plus
-/// the routes and app data `configure` adds.
+/// the routes and app data `configure` adds. The server owns the accept path (actix-server with
+/// actix-http's HTTP/1 service, as actix-web's `HttpServer` builds it) so that every connection
+/// is wrapped in [`PacedIo`]: a client that stops reading its response loses the connection.
 pub fn serve<F>(
     listener: TcpListener,
-    metrics: PrometheusMetrics,
+    service: Service,
     health: Health,
     configure: F,
 ) -> std::io::Result<Server>
@@ -90,13 +124,15 @@ where
     F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
     let health = web::Data::new(health);
-    let server = HttpServer::new(move || {
+    let Service { metrics, send_pace } = service;
+    let addr = listener.local_addr()?;
+    let app = move || {
         App::new()
             .wrap(ErrorHandlers::new().handler(StatusCode::METHOD_NOT_ALLOWED, method_not_allowed))
             .wrap(metrics.clone())
             .wrap(Logger::new("%a \"%r\" %s %b %Dms"))
-            // Outermost, so that the 405 body made above gets the charset too.
-            .wrap(from_fn(json_charset))
+            // Outermost, so that the 405 body made above gets the charset and header too.
+            .wrap(from_fn(common_headers))
             .app_data(health.clone())
             .app_data(extractors::json_config())
             .app_data(extractors::path_config())
@@ -104,10 +140,29 @@ where
             .route("/healthz", web::get().to(healthz))
             .configure(configure.clone())
             .default_service(web::to(not_found))
-    })
-    .listen(listener)?
-    .disable_signals()
-    .shutdown_timeout(5)
-    .run();
+    };
+    let server = actix_server::Server::build()
+        .listen(format!("douyin-{addr}"), listener, move || {
+            let http = HttpService::build()
+                .keep_alive(KEEP_ALIVE)
+                .client_request_timeout(HEAD_TIMEOUT)
+                .client_disconnect_timeout(LINGER)
+                .local_addr(addr)
+                .finish(map_config(app(), |_| AppConfig::default()));
+            fn_service(move |io: TcpStream| async move {
+                // Small answers go out at once rather than waiting for Nagle's timer.
+                io.set_nodelay(true)?;
+                let peer = io.peer_addr().ok();
+                Ok::<_, std::io::Error>((PacedIo::new(io, send_pace), Protocol::Http1, peer))
+            })
+            .map_err(|e| {
+                log::warn!("accepting a connection: {e}");
+                DispatchError::Io(e)
+            })
+            .and_then(http)
+        })?
+        .disable_signals()
+        .shutdown_timeout(5)
+        .run();
     Ok(server)
 }

@@ -2,11 +2,10 @@
 //! Files are immutable once committed, so readers never see a partial file: an upload is written
 //! to a temporary file, made durable, then renamed into place.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -31,8 +30,8 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
     async fn open(&self, video: VideoId) -> io::Result<Arc<dyn BlobReader>>;
 
     /// Starts writing `video`'s file. Nothing is visible until [`BlobWriter::commit`]; dropping
-    /// the writer discards what was written. `AlreadyExists` while another write of the same
-    /// video is in progress.
+    /// the writer discards what was written. One write per video at a time is the caller's rule
+    /// (see `upload::Uploads`).
     async fn begin_write(&self, video: VideoId) -> io::Result<Box<dyn BlobWriter>>;
 }
 
@@ -67,9 +66,6 @@ pub struct LocalBlobs {
     root: PathBuf,
     /// How committed files are read; see [`ReadMode`].
     read_mode: ReadMode,
-    /// Videos with a write in progress: two concurrent uploads of one video would otherwise both
-    /// rename into place and the file could change under a reader.
-    writing: Arc<Mutex<HashSet<VideoId>>>,
     /// Read buffers shared by every reader of this store.
     pool: Arc<BufPool>,
 }
@@ -77,7 +73,7 @@ pub struct LocalBlobs {
 const PARTIAL: &str = ".partial";
 
 /// How a [`LocalBlobs`] reads committed files. `bench/stream.sh` measures both; positioned
-/// reads are the default (see `bench/results/stream.md`). `DOUYIN_BLOB_READ=mmap` selects maps.
+/// reads are the default (see `bench/results/stream.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadMode {
     /// `pread` into a fresh buffer on a blocking thread.
@@ -92,22 +88,14 @@ impl LocalBlobs {
     /// temporary file is locked (advisory `flock`) for as long as it is written, so only
     /// unlocked ones are removed: another process on the same data directory keeps its
     /// uploads in progress. Blocking.
-    pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+    pub fn open(root: impl Into<PathBuf>, read_mode: ReadMode) -> io::Result<Self> {
         let root = root.into();
         let partial = root.join(PARTIAL);
         std::fs::create_dir_all(&partial)?;
         for entry in std::fs::read_dir(&partial)? {
             remove_if_stale(&entry?.path());
         }
-        let read_mode = match std::env::var("DOUYIN_BLOB_READ").as_deref() {
-            Ok("mmap") => ReadMode::Mmap,
-            _ => ReadMode::Pread,
-        };
-        Ok(Self { root, read_mode, writing: Arc::default(), pool: Arc::default() })
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
+        Ok(Self { root, read_mode, pool: Arc::default() })
     }
 
     /// The committed file of `video`. The id is a parsed UUID, so the path cannot escape `root`.
@@ -119,12 +107,6 @@ impl LocalBlobs {
     /// final rename is atomic).
     pub fn partial_dir(&self) -> PathBuf {
         self.root.join(PARTIAL)
-    }
-
-    fn writing(&self) -> std::sync::MutexGuard<'_, HashSet<VideoId>> {
-        // A panic while holding this lock cannot leave the set inconsistent (single insert or
-        // remove), so a poisoned lock is still usable.
-        self.writing.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -220,15 +202,9 @@ impl BlobStore for LocalBlobs {
     }
 
     async fn begin_write(&self, video: VideoId) -> io::Result<Box<dyn BlobWriter>> {
-        if !self.writing().insert(video) {
-            return Err(io::Error::new(io::ErrorKind::AlreadyExists, "upload in progress"));
-        }
-        // From here the guard owns the registration, so every early return releases it.
-        let guard = WriteGuard { blobs: self.clone(), video, temp: None };
         let dir = self.partial_dir();
         let (temp, file) = blocking(move || create_locked(&dir, video)).await?;
-        let mut guard = guard;
-        guard.temp = Some(temp);
+        let guard = TempFile(Some(temp));
         Ok(Box::new(LocalWriter { file: Some(file), target: self.path_of(video), guard }))
     }
 }
@@ -301,17 +277,13 @@ impl BlobReader for LocalReader {
     }
 }
 
-/// Releases a video's write registration and removes its temporary file unless committed.
+/// Removes a temporary upload file unless it was committed (then it holds `None`).
 #[derive(Debug)]
-struct WriteGuard {
-    blobs: LocalBlobs,
-    video: VideoId,
-    temp: Option<PathBuf>,
-}
+struct TempFile(Option<PathBuf>);
 
-impl Drop for WriteGuard {
+impl Drop for TempFile {
     fn drop(&mut self) {
-        if let Some(temp) = self.temp.take() {
+        if let Some(temp) = self.0.take() {
             // Removing one file is quick, but it is still file work: keep it off the executor
             // when there is one (a cancelled upload drops its writer on an async thread).
             let remove = move || match std::fs::remove_file(&temp) {
@@ -324,7 +296,6 @@ impl Drop for WriteGuard {
                 Err(_) => remove(),
             }
         }
-        self.blobs.writing().remove(&self.video);
     }
 }
 
@@ -335,7 +306,7 @@ struct LocalWriter {
     /// the temporary file's lock (see [`LocalBlobs::open`]) until it is closed.
     file: Option<std::fs::File>,
     target: PathBuf,
-    guard: WriteGuard,
+    guard: TempFile,
 }
 
 #[async_trait]
@@ -350,7 +321,7 @@ impl BlobWriter for LocalWriter {
 
     async fn commit(mut self: Box<Self>) -> io::Result<()> {
         let file = self.file.take().ok_or_else(|| io::Error::other("earlier write failed"))?;
-        let temp = self.guard.temp.clone().ok_or_else(|| io::Error::other("no temporary file"))?;
+        let temp = self.guard.0.clone().ok_or_else(|| io::Error::other("no temporary file"))?;
         let target = self.target.clone();
         blocking(move || {
             // Data first, then the name: after a crash the file is either complete or absent.
@@ -364,7 +335,7 @@ impl BlobWriter for LocalWriter {
         })
         .await?;
         // Renamed: nothing left for the guard to remove.
-        self.guard.temp = None;
+        self.guard.0 = None;
         Ok(())
     }
 }
@@ -379,13 +350,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(PARTIAL)).unwrap();
         std::fs::write(dir.path().join(PARTIAL).join("stale"), b"x").unwrap();
-        let blobs = LocalBlobs::open(dir.path()).unwrap();
+        let blobs = LocalBlobs::open(dir.path(), ReadMode::Pread).unwrap();
         assert_eq!(std::fs::read_dir(blobs.partial_dir()).unwrap().count(), 0, "stale removed");
 
         let id = VideoId::new();
         let mut w = blobs.begin_write(id).await.unwrap();
-        let second = blobs.begin_write(id).await.unwrap_err();
-        assert_eq!(second.kind(), io::ErrorKind::AlreadyExists);
         w.append(Bytes::from_static(b"hello ")).await.unwrap();
         w.append(Bytes::from_static(b"world")).await.unwrap();
         assert!(blobs.open(id).await.is_err(), "invisible before commit");
@@ -401,7 +370,6 @@ mod tests {
         drop(w);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         assert_eq!(std::fs::read_dir(blobs.partial_dir()).unwrap().count(), 0, "discarded");
-        assert!(blobs.begin_write(other).await.is_ok(), "registration released");
         assert!(blobs.remove(id).await.unwrap());
         assert!(!blobs.remove(id).await.unwrap());
     }
@@ -409,14 +377,14 @@ mod tests {
     #[actix::test]
     async fn start_up_keeps_partial_files_still_being_written() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = LocalBlobs::open(dir.path()).unwrap();
+        let blobs = LocalBlobs::open(dir.path(), ReadMode::Pread).unwrap();
         let mut w = blobs.begin_write(VideoId::new()).await.unwrap();
         w.append(Bytes::from_static(b"in progress")).await.unwrap();
         std::fs::write(blobs.partial_dir().join("crashed"), b"x").unwrap();
 
         // Another process starting on the same data directory (a second open takes its own
         // lock, which conflicts with the writer's just as another process's would).
-        let other = LocalBlobs::open(dir.path()).unwrap();
+        let other = LocalBlobs::open(dir.path(), ReadMode::Pread).unwrap();
         let left: Vec<_> = std::fs::read_dir(other.partial_dir())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())

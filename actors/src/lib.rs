@@ -3,6 +3,7 @@
 //! - [`store::VideoStore`]: the only SQL in the project (a `SyncArbiter` over an r2d2 pool).
 //! - [`session::Session`]: the session cache, written through to a [`session::SessionStore`].
 //! - [`limiter::StreamLimiter`]: per-client token buckets and the global stream slots.
+//! - [`upload::Uploads`]: an upload as one operation (begin, push, commit) over the blob store.
 //! - [`scheduler::Dispatcher`] → [`scheduler::Executor`]: the deletion queue's producer and consumer.
 //!
 //! No actix-web and no HTML here: the binary maps replies to HTTP.
@@ -14,5 +15,6 @@ pub mod model;
 pub mod scheduler;
 pub mod session;
 pub mod store;
+pub mod upload;
 
 pub use error::StoreError;

@@ -1,8 +1,8 @@
 //! `StreamLimiter`: per-client token buckets and the global count of stream slots.
 //!
-//! Every stream request takes one token from its client's bucket and one of `max_streams` slots.
-//! Both are decided inside one synchronous handler, so two requests can never spend the same
-//! token or slot. A slot comes back when its [`SlotPermit`] is dropped, which the stream service
+//! Every stream request takes one token from its client's bucket, one of its client's
+//! `max_per_client` slots and one of `max_streams` global slots. All three are decided inside one
+//! synchronous handler, so two requests can never spend the same token or slot. A slot comes back when its [`SlotPermit`] is dropped, which the stream service
 //! ties to the end of the response body (fully sent, or the client gone).
 
 use std::collections::HashMap;
@@ -10,6 +10,8 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+
+use crate::model::UserId;
 
 /// How often idle (full) buckets are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -65,19 +67,21 @@ impl TokenBucket {
     }
 }
 
-/// Who a bucket belongs to: a session (by a digest of its id, never the id itself), else an IP.
+/// Who a bucket and its slots belong to: a signed-in user (whichever of their sessions the
+/// request carries, so several sign-ins do not multiply the quota), else an IP address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ClientKey {
-    Session([u8; 16]),
+    User(UserId),
     Ip(IpAddr),
 }
 
-/// Limits: refill per second, bucket depth, global slots.
+/// Limits: refill per second, bucket depth, global slots, slots of one client.
 #[derive(Debug, Clone, Copy)]
 pub struct LimiterConfig {
     pub rate: f64,
     pub burst: f64,
     pub max_streams: usize,
+    pub max_per_client: u64,
 }
 
 /// The actor. Start it once per node with [`StreamLimiter::new`] and `.start()`.
@@ -86,11 +90,23 @@ pub struct StreamLimiter {
     config: LimiterConfig,
     buckets: HashMap<ClientKey, TokenBucket>,
     active: usize,
+    /// Slots held per client; a client with none has no entry.
+    held: HashMap<ClientKey, u64>,
 }
 
 impl StreamLimiter {
     pub fn new(config: LimiterConfig) -> Self {
-        Self { config, buckets: HashMap::new(), active: 0 }
+        Self { config, buckets: HashMap::new(), active: 0, held: HashMap::new() }
+    }
+
+    fn release(&mut self, client: ClientKey) {
+        self.active = self.active.saturating_sub(1);
+        if let Some(n) = self.held.get_mut(&client) {
+            *n -= 1;
+            if *n == 0 {
+                self.held.remove(&client);
+            }
+        }
     }
 
     fn sweep(&mut self, now: Instant) {
@@ -98,9 +114,9 @@ impl StreamLimiter {
         self.buckets.retain(|_, b| !b.is_idle(now, rate, burst));
     }
 
-    /// The synchronous decision: a token, then a slot.
+    /// The synchronous decision: a token, then one of the client's slots, then a global slot.
     fn acquire(&mut self, client: ClientKey, now: Instant) -> Result<(), Rejected> {
-        let LimiterConfig { rate, burst, max_streams } = self.config;
+        let LimiterConfig { rate, burst, max_streams, max_per_client } = self.config;
         if !self.buckets.contains_key(&client) && self.buckets.len() >= MAX_CLIENTS {
             self.sweep(now);
             if self.buckets.len() >= MAX_CLIENTS {
@@ -111,11 +127,17 @@ impl StreamLimiter {
         bucket
             .try_take(now, rate, burst)
             .map_err(|retry_after| Rejected { retry_after, reason: Reason::Rate })?;
+        // Slots free up as responses finish; a second is a fair guess at when.
+        let soon = Duration::from_secs(1);
+        let held = self.held.get(&client).copied().unwrap_or(0);
+        if held >= max_per_client {
+            return Err(Rejected { retry_after: soon, reason: Reason::ClientSlots });
+        }
         if self.active >= max_streams {
-            // Slots free up as responses finish; a second is a fair guess at when.
-            return Err(Rejected { retry_after: Duration::from_secs(1), reason: Reason::Slots });
+            return Err(Rejected { retry_after: soon, reason: Reason::Slots });
         }
         self.active += 1;
+        *self.held.entry(client).or_insert(0) += 1;
         Ok(())
     }
 }
@@ -133,6 +155,8 @@ impl Actor for StreamLimiter {
 pub enum Reason {
     /// The client's bucket is empty.
     Rate,
+    /// The client holds as many slots as one client may.
+    ClientSlots,
     /// Every global slot is taken.
     Slots,
     /// Too many distinct clients are tracked right now.
@@ -159,12 +183,13 @@ impl Rejected {
 #[derive(Debug)]
 pub struct SlotPermit {
     limiter: Addr<StreamLimiter>,
+    client: ClientKey,
 }
 
 impl Drop for SlotPermit {
     fn drop(&mut self) {
         // `do_send` ignores the mailbox bound: a release must never be lost to backpressure.
-        self.limiter.do_send(Release);
+        self.limiter.do_send(Release { client: self.client });
     }
 }
 
@@ -178,18 +203,8 @@ pub struct Acquire {
 /// Gives a slot back; sent only by [`SlotPermit`]'s `Drop`.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-struct Release;
-
-/// The limiter's counts, for metrics and tests.
-#[derive(Debug, Message)]
-#[rtype(result = "LimiterStats")]
-pub struct Stats;
-
-/// Slots in use and clients tracked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
-pub struct LimiterStats {
-    pub active: usize,
-    pub clients: usize,
+struct Release {
+    client: ClientKey,
 }
 
 impl Handler<Acquire> for StreamLimiter {
@@ -197,23 +212,15 @@ impl Handler<Acquire> for StreamLimiter {
 
     fn handle(&mut self, msg: Acquire, ctx: &mut Self::Context) -> Self::Result {
         self.acquire(msg.client, Instant::now())?;
-        Ok(SlotPermit { limiter: ctx.address() })
+        Ok(SlotPermit { limiter: ctx.address(), client: msg.client })
     }
 }
 
 impl Handler<Release> for StreamLimiter {
     type Result = ();
 
-    fn handle(&mut self, _: Release, _: &mut Self::Context) {
-        self.active = self.active.saturating_sub(1);
-    }
-}
-
-impl Handler<Stats> for StreamLimiter {
-    type Result = LimiterStats;
-
-    fn handle(&mut self, _: Stats, _: &mut Self::Context) -> LimiterStats {
-        LimiterStats { active: self.active, clients: self.buckets.len() }
+    fn handle(&mut self, msg: Release, _: &mut Self::Context) {
+        self.release(msg.client);
     }
 }
 
@@ -274,7 +281,7 @@ mod tests {
 
     #[test]
     fn slots_are_global_and_buckets_per_client() {
-        let cfg = LimiterConfig { rate: 1.0, burst: 2.0, max_streams: 2 };
+        let cfg = LimiterConfig { rate: 1.0, burst: 2.0, max_streams: 2, max_per_client: 2 };
         let mut l = StreamLimiter::new(cfg);
         let now = Instant::now();
         let a = ClientKey::Ip("10.0.0.1".parse().unwrap());
@@ -282,20 +289,44 @@ mod tests {
         l.acquire(a, now).unwrap();
         l.acquire(b, now).unwrap();
         assert_eq!(l.acquire(a, now).unwrap_err().reason, Reason::Slots);
-        l.active -= 2;
+        l.release(a);
+        l.release(b);
         // `a` spent its second token on the refused request: every request costs a token.
         assert_eq!(l.acquire(a, now).unwrap_err().reason, Reason::Rate);
         l.acquire(b, now).unwrap();
     }
 
     #[test]
+    fn one_client_cannot_hold_more_than_its_share_of_slots() {
+        let cfg = LimiterConfig { rate: 1.0, burst: 100.0, max_streams: 10, max_per_client: 3 };
+        let mut l = StreamLimiter::new(cfg);
+        let now = Instant::now();
+        let greedy = ClientKey::User(UserId(1));
+        let other = ClientKey::User(UserId(2));
+        for _ in 0..3 {
+            l.acquire(greedy, now).unwrap();
+        }
+        assert_eq!(l.acquire(greedy, now).unwrap_err().reason, Reason::ClientSlots);
+        l.acquire(other, now).unwrap();
+        l.release(greedy);
+        l.acquire(greedy, now).unwrap();
+        for _ in 0..3 {
+            l.release(greedy);
+        }
+        l.release(other);
+        assert_eq!(l.active, 0);
+        assert!(l.held.is_empty(), "clients without slots are forgotten");
+    }
+
+    #[test]
     fn idle_buckets_are_swept() {
-        let cfg = LimiterConfig { rate: 10.0, burst: 5.0, max_streams: 10 };
+        let cfg = LimiterConfig { rate: 10.0, burst: 5.0, max_streams: 10, max_per_client: 1 };
         let mut l = StreamLimiter::new(cfg);
         let now = Instant::now();
         for i in 0..100u8 {
-            l.acquire(ClientKey::Ip(IpAddr::from([10, 0, 0, i])), now).unwrap();
-            l.active = 0;
+            let client = ClientKey::Ip(IpAddr::from([10, 0, 0, i]));
+            l.acquire(client, now).unwrap();
+            l.release(client);
         }
         assert_eq!(l.buckets.len(), 100);
         l.sweep(now);

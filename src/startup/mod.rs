@@ -14,7 +14,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::web;
 use actors::blob::LocalBlobs;
 use actors::session::{Session, SqliteSessions};
-use actors::store::VideoStore;
+use actors::store::{Pool, VideoStore};
 use base64::Engine as _;
 use rand::RngCore as _;
 
@@ -34,18 +34,21 @@ pub struct Urls {
     pub public_origin: String,
 }
 
-/// Everything the service builders share; built once per node.
+/// The data-dir state every service but web works on: the store, the session cache and the
+/// video files, opened once per node and shared by the services of this process.
 #[derive(Clone)]
-pub struct NodeContext {
+pub struct Stores {
+    pub store: Addr<VideoStore>,
+    pub sessions: Addr<Session>,
+    pub blobs: Arc<LocalBlobs>,
+}
+
+/// What every service builder reads: the configuration, where the services are, the secret.
+#[derive(Clone)]
+pub struct Common {
     pub config: Arc<Config>,
     pub urls: Urls,
     pub internal_token: Arc<str>,
-    pub store: Option<Addr<VideoStore>>,
-    pub sessions: Option<Addr<Session>>,
-    /// Video files, `<data-dir>/videos`; opened with the store.
-    pub blobs: Option<Arc<LocalBlobs>>,
-    /// The deletion runner, when this process runs the scheduler.
-    pub scheduler: Option<Runner>,
 }
 
 /// A running node: its bound addresses and the handles to stop it.
@@ -57,8 +60,7 @@ pub struct Node {
     pub urls: Urls,
     pub data_dir: PathBuf,
     pub internal_token: Arc<str>,
-    store: Option<Addr<VideoStore>>,
-    blobs: Option<Arc<LocalBlobs>>,
+    stores: Option<Stores>,
     scheduler: Option<Runner>,
     handles: StopHandle,
     servers: Vec<actix_web::dev::Server>,
@@ -135,6 +137,49 @@ fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
     f.sync_all()
 }
 
+/// Opens the database (private to its owner: it holds password and session hashes) and the
+/// video directory. Blocking.
+fn open_data_dir(cfg: &Config) -> Result<(Pool, LocalBlobs), StartError> {
+    let db = cfg.data_dir.join("douyin.sqlite3");
+    make_private(&db).map_err(io_err(format!("securing {}", db.display())))?;
+    let pool = VideoStore::open(&db, STORE_THREADS as u32 + 2)?;
+    let videos = cfg.data_dir.join("videos");
+    let blobs = LocalBlobs::open(&videos, cfg.blob_read.into())
+        .map_err(io_err(format!("opening {}", videos.display())))?;
+    Ok((pool, blobs))
+}
+
+/// Creates the database file with mode 0600 before SQLite does (its `-wal` and `-shm` files
+/// take the database file's mode), and narrows the mode of files an older version created.
+fn make_private(db: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    std::fs::OpenOptions::new().append(true).create(true).mode(0o600).open(db)?;
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let mut shm = db.as_os_str().to_owned();
+    shm.push("-shm");
+    for path in [db.as_os_str(), &wal, &shm] {
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+impl Stores {
+    /// Starts the store actors and the session cache over an opened data dir.
+    fn start(pool: Pool, blobs: LocalBlobs, config: &Config) -> Self {
+        let store = VideoStore::start(pool, STORE_THREADS);
+        let sessions = Session::new(
+            Arc::new(SqliteSessions(store.clone())),
+            Duration::from_secs(config.session_ttl_secs),
+        )
+        .start();
+        Stores { store, sessions, blobs: Arc::new(blobs) }
+    }
+}
+
 fn url_or(configured: &Option<String>, bound: Option<SocketAddr>, fallback: SocketAddr) -> String {
     match configured {
         Some(url) => url.trim_end_matches('/').to_owned(),
@@ -147,7 +192,6 @@ impl Node {
     pub async fn start(config: Config) -> Result<Node, StartError> {
         let role = config.role;
         let data_dir = config.data_dir.clone();
-        let needs_store = role != Role::Web;
 
         // Listeners first: a taken port fails start-up before any actor or file exists.
         let listen = |service: Role, addr: SocketAddr, name: &str| {
@@ -157,78 +201,56 @@ impl Node {
         let stream_l = listen(Role::Stream, config.stream_addr, "stream")?;
         let scheduler_l = listen(Role::Scheduler, config.scheduler_addr, "scheduler")?;
         let web_l = listen(Role::Web, config.web_addr, "web")?;
+        let needs_stores = api_l.is_some() || stream_l.is_some() || scheduler_l.is_some();
 
         // Blocking start-up work (directories, token file, opening and migrating SQLite) runs
         // on a blocking thread, never on the System arbiter.
         let cfg = config.clone();
-        let (token, pool, blobs) = web::block(move || -> Result<_, StartError> {
+        let (token, opened) = web::block(move || -> Result<_, StartError> {
             std::fs::create_dir_all(&cfg.data_dir)
                 .map_err(io_err(format!("creating {}", cfg.data_dir.display())))?;
             let token = internal_token(&cfg, &cfg.data_dir)?;
-            if !needs_store {
-                return Ok((token, None, None));
-            }
-            let db = cfg.data_dir.join("douyin.sqlite3");
-            let pool = VideoStore::open(&db, STORE_THREADS as u32 + 2)?;
-            let videos = cfg.data_dir.join("videos");
-            let blobs = LocalBlobs::open(&videos)
-                .map_err(io_err(format!("opening {}", videos.display())))?;
-            Ok((token, Some(pool), Some(Arc::new(blobs))))
+            let opened = needs_stores.then(|| open_data_dir(&cfg)).transpose()?;
+            Ok((token, opened))
         })
         .await
         .map_err(|e| StartError::Io { what: "start-up".into(), source: io::Error::other(e) })??;
 
-        let store = pool.map(|p| VideoStore::start(p, STORE_THREADS));
-        let sessions = store.as_ref().map(|s| {
-            Session::new(
-                Arc::new(SqliteSessions(s.clone())),
-                Duration::from_secs(config.session_ttl_secs),
-            )
-            .start()
-        });
-
         let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
         let (api_addr, stream_addr, scheduler_addr, web_addr) =
             (local(&api_l), local(&stream_l), local(&scheduler_l), local(&web_l));
-
         let urls = Urls {
             api: url_or(&config.api_url, api_addr, config.api_addr),
             stream: url_or(&config.stream_url, stream_addr, config.stream_addr),
             scheduler: url_or(&config.scheduler_url, scheduler_addr, config.scheduler_addr),
             public_origin: config.public_origin(web_addr.unwrap_or(config.web_addr)),
         };
-        let runner = match (&scheduler_l, &store, &blobs) {
-            (Some(_), Some(store), Some(blobs)) => {
-                let every = Duration::from_secs(config.delete_every_secs);
-                Some(Runner::start(store.clone(), blobs.clone(), every).await?)
-            }
-            _ => None,
-        };
-        let ctx = NodeContext {
-            config: Arc::new(config),
-            urls: urls.clone(),
-            internal_token: token.clone(),
-            store,
-            sessions,
-            blobs,
-            scheduler: runner,
-        };
+        let common =
+            Common { config: Arc::new(config), urls: urls.clone(), internal_token: token.clone() };
 
         let mut servers = Vec::new();
-        if let Some(l) = api_l {
-            servers.push(start_api(&ctx, l)?);
-            log::info!("api service listening on {}", urls.api);
-        }
-        if let Some(l) = stream_l {
-            servers.push(start_stream(&ctx, l)?);
-            log::info!("stream service listening on {}", urls.stream);
-        }
-        if let Some(l) = scheduler_l {
-            servers.push(start_scheduler(&ctx, l)?);
-            log::info!("scheduler service listening on {}", urls.scheduler);
+        let mut scheduler = None;
+        let stores = opened.map(|(pool, blobs)| Stores::start(pool, blobs, &common.config));
+        if let Some(stores) = &stores {
+            if let Some(l) = scheduler_l {
+                let every = Duration::from_secs(common.config.delete_every_secs);
+                let runner =
+                    Runner::start(stores.store.clone(), stores.blobs.clone(), every).await?;
+                servers.push(start_scheduler(&common, stores, &runner, l)?);
+                log::info!("scheduler service listening on {}", urls.scheduler);
+                scheduler = Some(runner);
+            }
+            if let Some(l) = api_l {
+                servers.push(start_api(&common, stores, scheduler.as_ref(), l)?);
+                log::info!("api service listening on {}", urls.api);
+            }
+            if let Some(l) = stream_l {
+                servers.push(start_stream(&common, stores, l)?);
+                log::info!("stream service listening on {}", urls.stream);
+            }
         }
         if let Some(l) = web_l {
-            servers.push(start_web(&ctx, l)?);
+            servers.push(start_web(&common, l)?);
             log::info!("web service listening on {}", urls.public_origin);
         }
         let handles = StopHandle(servers.iter().map(|s| s.handle()).collect());
@@ -240,9 +262,8 @@ impl Node {
             urls,
             data_dir,
             internal_token: token,
-            store: ctx.store.clone(),
-            blobs: ctx.blobs.clone(),
-            scheduler: ctx.scheduler.clone(),
+            stores,
+            scheduler,
             handles,
             servers,
         })
@@ -270,12 +291,12 @@ impl Node {
 
     /// The store actor, when this node's role opens the database (tests set up rows with it).
     pub fn store(&self) -> Option<Addr<VideoStore>> {
-        self.store.clone()
+        self.stores.as_ref().map(|s| s.store.clone())
     }
 
     /// The local video files, when this node's role opens them.
     pub fn blobs(&self) -> Option<Arc<LocalBlobs>> {
-        self.blobs.clone()
+        self.stores.as_ref().map(|s| s.blobs.clone())
     }
 
     /// The deletion dispatcher, when this node runs the scheduler (tests send it `Tick`).

@@ -1,4 +1,5 @@
-//! One builder per service: its app data, metrics registry and routes on a bound listener.
+//! One builder per service: its app data, metrics registry and routes on a bound listener. Each
+//! takes exactly what its service works on, so the compiler proves that it has it.
 
 use std::io;
 use std::net::TcpListener;
@@ -6,88 +7,77 @@ use std::sync::Arc;
 
 use actix::{Actor as _, Addr};
 use actix_web::web;
-use actors::session::Session;
-use actors::store::{CommentBatcher, VideoStore};
+use actors::store::CommentBatcher;
+use actors::upload::Uploads;
 
-use super::{NodeContext, StartError, io_err};
+use super::{Common, StartError, Stores, io_err};
 use crate::api::{self, ApiState};
 use crate::auth::AuthState;
-use crate::config::{Config, Role};
-use crate::scheduler::{self, LocalWake, NoWake, RemoteWake, SchedulerState, WakeScheduler};
-use crate::server::{self, Health};
+use crate::config::Config;
+use crate::scheduler::{self, LocalWake, RemoteWake, Runner, SchedulerState, WakeScheduler};
+use crate::server::{self, Health, Service};
 use crate::{stream, web as web_service};
 
-fn sessions_of(ctx: &NodeContext) -> Addr<Session> {
-    // The Session actor starts with the store, which every role but web opens.
-    ctx.sessions.clone().expect("sessions start with the store")
-}
-
-fn auth_state(ctx: &NodeContext) -> web::Data<AuthState> {
+fn auth_state(common: &Common, stores: &Stores) -> web::Data<AuthState> {
     web::Data::new(AuthState {
-        sessions: sessions_of(ctx),
-        public_origin: ctx.urls.public_origin.clone(),
+        sessions: stores.sessions.clone(),
+        public_origin: common.urls.public_origin.clone(),
     })
 }
 
-fn store_of(ctx: &NodeContext) -> Addr<VideoStore> {
-    // Every role but web opens the store in `Node::start`.
-    ctx.store.clone().expect("the store is started for this role")
+fn metrics_error(what: &str) -> impl FnOnce(prometheus::Error) -> StartError + '_ {
+    move |e| StartError::Io { what: what.into(), source: io::Error::other(e) }
 }
 
+/// The api; `scheduler` is this process's runner, when it has one.
 pub(super) fn start_api(
-    ctx: &NodeContext,
+    common: &Common,
+    stores: &Stores,
+    scheduler: Option<&Runner>,
     l: TcpListener,
 ) -> Result<actix_web::dev::Server, StartError> {
-    let store = store_of(ctx);
+    // How the api tells the scheduler about a delete: by message in this process, by the
+    // internal REST call when the scheduler runs elsewhere (`--role api`).
+    let wake: Arc<dyn WakeScheduler> = match scheduler {
+        Some(runner) => Arc::new(LocalWake(runner.dispatcher.clone())),
+        None => Arc::new(RemoteWake::new(&common.urls.scheduler, common.internal_token.clone())),
+    };
     let state = web::Data::new(ApiState {
-        comments: CommentBatcher::new(store.clone()).start(),
-        store: store.clone(),
-        sessions: sessions_of(ctx),
-        scheduler: wake_for(ctx),
+        comments: CommentBatcher::new(stores.store.clone()).start(),
+        store: stores.store.clone(),
+        sessions: stores.sessions.clone(),
+        scheduler: wake,
     });
-    let auth = auth_state(ctx);
-    let metrics = server::metrics("api", prometheus::Registry::new());
-    server::serve(l, metrics, Health::Store(store), move |cfg| {
+    let auth = auth_state(common, stores);
+    let service = Service::new("api", prometheus::Registry::new(), &common.config);
+    server::serve(l, service, Health::Store(stores.store.clone()), move |cfg| {
         cfg.app_data(state.clone()).app_data(auth.clone()).configure(api::routes);
     })
     .map_err(io_err("starting api"))
 }
 
-/// How the api tells the scheduler about a delete: by message in this process, by the internal
-/// REST call when the scheduler runs elsewhere (`--role api`).
-fn wake_for(ctx: &NodeContext) -> Arc<dyn WakeScheduler> {
-    match (&ctx.scheduler, ctx.config.role) {
-        (Some(runner), _) => Arc::new(LocalWake(runner.dispatcher.clone())),
-        (None, Role::Api) => {
-            Arc::new(RemoteWake::new(&ctx.urls.scheduler, ctx.internal_token.clone()))
-        }
-        (None, _) => Arc::new(NoWake),
-    }
-}
-
 pub(super) fn start_stream(
-    ctx: &NodeContext,
+    common: &Common,
+    stores: &Stores,
     l: TcpListener,
 ) -> Result<actix_web::dev::Server, StartError> {
-    let store = store_of(ctx);
-    let auth = auth_state(ctx);
+    let auth = auth_state(common, stores);
     let registry = prometheus::Registry::new();
-    let metrics = stream::StreamMetrics::register(&registry).map_err(|e| StartError::Io {
-        what: "stream metrics".into(),
-        source: io::Error::other(e),
-    })?;
+    let metrics =
+        stream::StreamMetrics::register(&registry).map_err(metrics_error("stream metrics"))?;
+    let config = &common.config;
     let state = web::Data::new(stream::StreamState {
-        store: store.clone(),
-        sessions: sessions_of(ctx),
-        // Every role but web opens the blob store in `Node::start`, beside the database.
-        blobs: ctx.blobs.clone().expect("the blob store is opened with the store"),
-        limiter: start_limiter(&ctx.config),
-        max_upload_bytes: ctx.config.max_upload_bytes,
-        trusted_proxies: ctx.config.trusted_proxies.clone(),
+        store: stores.store.clone(),
+        sessions: stores.sessions.clone(),
+        blobs: stores.blobs.clone(),
+        limiter: start_limiter(config),
+        uploads: Uploads::new(stores.store.clone(), stores.blobs.clone(), config.max_upload_bytes),
+        receive_pace: config.receive_pace(),
+        trusted_proxies: config.trusted_proxies.clone(),
         metrics,
     });
-    let metrics = server::metrics("stream", registry);
-    server::serve(l, metrics, Health::Store(store), move |cfg| {
+    let service = Service::new("stream", registry, config);
+    server::serve(l, service, Health::Store(stores.store.clone()), move |cfg| {
         cfg.app_data(auth.clone()).app_data(state.clone()).configure(stream::routes);
     })
     .map_err(io_err("starting stream"))
@@ -99,47 +89,44 @@ fn start_limiter(config: &Config) -> Addr<actors::limiter::StreamLimiter> {
         rate: config.stream_rate,
         burst: config.stream_burst,
         max_streams: config.max_streams,
+        max_per_client: config.max_streams_per_client,
     })
     .start()
 }
 
 pub(super) fn start_scheduler(
-    ctx: &NodeContext,
+    common: &Common,
+    stores: &Stores,
+    runner: &Runner,
     l: TcpListener,
 ) -> Result<actix_web::dev::Server, StartError> {
-    let store = store_of(ctx);
-    // Started in `Node::start` whenever the scheduler's listener is bound.
-    let runner = ctx.scheduler.clone().expect("the runner starts with the scheduler's listener");
     let registry = prometheus::Registry::new();
-    runner.metrics.register(&registry).map_err(|e| StartError::Io {
-        what: "registering the scheduler metrics".into(),
-        source: io::Error::other(e),
-    })?;
+    runner.metrics.register(&registry).map_err(metrics_error("scheduler metrics"))?;
     let state = web::Data::new(SchedulerState {
-        store: store.clone(),
-        dispatcher: runner.dispatcher,
-        internal_token: ctx.internal_token.clone(),
+        store: stores.store.clone(),
+        dispatcher: runner.dispatcher.clone(),
+        internal_token: common.internal_token.clone(),
     });
-    let metrics = server::metrics("scheduler", registry);
-    server::serve(l, metrics, Health::Store(store), move |cfg| {
+    let service = Service::new("scheduler", registry, &common.config);
+    server::serve(l, service, Health::Store(stores.store.clone()), move |cfg| {
         cfg.app_data(state.clone()).configure(scheduler::routes);
     })
     .map_err(io_err("starting scheduler"))
 }
 
 pub(super) fn start_web(
-    ctx: &NodeContext,
+    common: &Common,
     l: TcpListener,
 ) -> Result<actix_web::dev::Server, StartError> {
     // The web service reaches the api and stream by their URLs even in one process, so that
     // `--role web` takes the same code path.
     let state = web::Data::new(web_service::WebState {
-        api: ctx.urls.api.clone(),
-        stream: ctx.urls.stream.clone(),
-        public_origin: ctx.urls.public_origin.clone(),
-        max_upload_bytes: ctx.config.max_upload_bytes,
+        api: common.urls.api.clone(),
+        stream: common.urls.stream.clone(),
+        public_origin: common.urls.public_origin.clone(),
+        max_upload_bytes: common.config.max_upload_bytes,
     });
-    let metrics = server::metrics("web", prometheus::Registry::new());
-    server::serve(l, metrics, Health::Up, move |cfg| web_service::routes(cfg, state.clone()))
+    let service = Service::new("web", prometheus::Registry::new(), &common.config);
+    server::serve(l, service, Health::Up, move |cfg| web_service::routes(cfg, state.clone()))
         .map_err(io_err("starting web"))
 }

@@ -11,13 +11,11 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{ResponseError as _, web};
 use actors::limiter::{Acquire, ClientKey, SlotPermit};
-use actors::session::{ResolveSession, SessionToken};
 use bytes::Bytes;
 use prometheus::IntGauge;
-use sha2::{Digest as _, Sha256};
 
 use super::StreamState;
-use crate::auth::presented_token;
+use crate::auth::caller;
 use crate::error::AppError;
 
 /// The client address: the peer, or — when the peer is a trusted proxy — the last
@@ -51,18 +49,12 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The bucket key: a live session (by digest, so no session id is kept), else the client IP.
-/// An unknown or expired session counts as no session, so made-up ids cannot mint buckets.
+/// The bucket key: the signed-in user (whichever of their sessions is presented), else the
+/// client IP. An unknown or expired session counts as no session, so made-up ids cannot mint
+/// buckets.
 async fn client_key(req: &ServiceRequest, state: &StreamState) -> ClientKey {
-    if let Some(token) =
-        presented_token(req.request()).and_then(|(t, _)| SessionToken::from_client(&t))
-    {
-        let digest: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();
-        if let Ok(Ok(Some(_))) = state.sessions.send(ResolveSession { token }).await {
-            let mut key = [0u8; 16];
-            key.copy_from_slice(&digest[..16]);
-            return ClientKey::Session(key);
-        }
+    if let Ok(Some((user, _))) = caller(req.request()).await {
+        return ClientKey::User(user.id);
     }
     // Without a peer address (only in unit-test requests) everyone shares one bucket.
     let peer = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());

@@ -3,7 +3,6 @@
 mod limit;
 mod playback;
 mod range;
-mod sniff;
 mod upload;
 
 use std::net::IpAddr;
@@ -16,7 +15,10 @@ use actors::blob::LocalBlobs;
 use actors::limiter::StreamLimiter;
 use actors::session::Session;
 use actors::store::VideoStore;
+use actors::upload::Uploads;
 use prometheus::{IntCounter, IntGauge, Opts, Registry};
+
+use crate::pace::MinRate;
 
 /// What the stream handlers share.
 #[derive(Debug)]
@@ -25,7 +27,9 @@ pub struct StreamState {
     pub sessions: Addr<Session>,
     pub blobs: Arc<LocalBlobs>,
     pub limiter: Addr<StreamLimiter>,
-    pub max_upload_bytes: u64,
+    pub uploads: Uploads,
+    /// How fast an upload's body must keep arriving while we wait for it.
+    pub receive_pace: MinRate,
     pub trusted_proxies: Vec<IpAddr>,
     pub metrics: StreamMetrics,
 }

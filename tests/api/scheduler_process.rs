@@ -110,7 +110,8 @@ async fn a_queued_deletion_survives_kill_9_and_completes_after_restart() {
     // The test opens the same database beside the process (WAL allows it) to upload.
     let pool = VideoStore::open(&data.join("douyin.sqlite3"), 2).expect("the store opens");
     let store = VideoStore::start(pool, 1);
-    let blobs = actors::blob::LocalBlobs::open(data.join("videos")).expect("blob dir");
+    let blobs = actors::blob::LocalBlobs::open(data.join("videos"), actors::blob::ReadMode::Pread)
+        .expect("blob dir");
     make_ready(&store, &blobs, owner, video).await;
     let comments = format!("/videos/{video}/comments");
     call(Method::POST, &comments, Some(&session), Some(json!({"content": "hi"})))

@@ -32,7 +32,10 @@ impl Fixture {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let pool = VideoStore::open(&dir.path().join("db.sqlite3"), 6).expect("the store opens");
         let store = VideoStore::start(pool, 2);
-        let blobs = Arc::new(LocalBlobs::open(dir.path().join("videos")).expect("blob dir"));
+        let blobs = Arc::new(
+            LocalBlobs::open(dir.path().join("videos"), actors::blob::ReadMode::Pread)
+                .expect("blob dir"),
+        );
         let user = store
             .send(CreateUser {
                 name: "owner".parse::<UserName>().expect("valid"),

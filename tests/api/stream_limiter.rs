@@ -76,6 +76,8 @@ async fn slots_held_by_idle_readers_come_back_when_they_leave() {
 async fn no_slot_leaks_after_a_thousand_aborted_streams() {
     let app = TestApp::spawn_with(|c| {
         c.max_streams = 64;
+        // Every test client is 127.0.0.1: one client, allowed every slot here.
+        c.max_streams_per_client = 64;
         c.stream_rate = 100_000.0;
         c.stream_burst = 100_000.0;
     })
