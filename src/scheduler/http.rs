@@ -27,6 +27,13 @@ pub struct SchedulerState {
 /// A caller that presented the internal token; 401 otherwise.
 pub struct InternalCaller;
 
+/// The credentials of `Authorization: Bearer <token>`; the scheme name is case-insensitive
+/// (RFC 9110 §11.1), and so is nothing else.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 fn authorize(req: &HttpRequest) -> Result<InternalCaller, AppError> {
     let state = req.app_data::<web::Data<SchedulerState>>().ok_or_else(|| {
         log::error!("SchedulerState is not registered on this service");
@@ -36,8 +43,7 @@ fn authorize(req: &HttpRequest) -> Result<InternalCaller, AppError> {
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(bearer)
         .ok_or(AppError::Unauthorized("internal token required"))?;
     // Constant time, so the token cannot be guessed byte by byte from response times.
     if bool::from(presented.as_bytes().ct_eq(state.internal_token.as_bytes())) {
@@ -99,4 +105,18 @@ pub async fn list(
     let records = state.store.send(ListDeletions).await??;
     let pending: Vec<RecordJson> = records.into_iter().map(RecordJson::from).collect();
     Ok(HttpResponse::Ok().json(json!({ "pending": pending })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+
+    #[test]
+    fn the_bearer_scheme_is_matched_case_insensitively() {
+        for header in ["Bearer t0k", "bearer t0k", "BEARER t0k", "bEaReR   t0k "] {
+            assert_eq!(bearer(header), Some("t0k"), "{header}");
+        }
+        assert_eq!(bearer("Basic t0k"), None);
+        assert_eq!(bearer("Bearert0k"), None);
+    }
 }

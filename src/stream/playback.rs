@@ -18,11 +18,10 @@ use actors::model::VideoId;
 use actors::store::GetPlayable;
 use bytes::Bytes;
 use prometheus::IntCounter;
-use serde_json::json;
 
 use super::StreamState;
 use super::range::{self, Selection, Validators};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 /// Bytes read from the file per blocking call: one pooled buffer, so reads allocate nothing.
 const WINDOW: usize = READ_BUF;
@@ -32,8 +31,12 @@ const AHEAD: usize = 2;
 /// Bytes handed to the HTTP writer at a time: it copies each chunk into its write buffer, so
 /// smaller chunks keep that buffer small (128 KiB chunks halved the throughput in a measurement).
 const CHUNK: usize = 64 * 1024;
-/// Uploaded files never change under their id; a year is the conventional "forever".
-const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+/// A video's bytes never change under its id, but the video can be deleted, and API.md says
+/// that from the deletion's 204 on it is missing everywhere. So a cache may keep a copy but must
+/// ask before each use (`no-cache`): an unchanged video costs a 304 without a body, a deleted
+/// one answers 404 at once. A freshness lifetime (`max-age`, `immutable`) would let a deleted
+/// video keep playing from a cache until it ran out.
+const CACHE_CONTROL: &str = "no-cache";
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -67,6 +70,16 @@ pub async fn play(
     };
     let headers = req.headers();
 
+    // RFC 9110 §13.2.2: If-Match, else If-Unmodified-Since; then If-None-Match, else
+    // If-Modified-Since; then If-Range.
+    let may_proceed = match header_str(headers, header::IF_MATCH) {
+        Some(im) => range::match_holds(im, &v),
+        None => header_str(headers, header::IF_UNMODIFIED_SINCE)
+            .is_none_or(|ius| range::unmodified_since_holds(ius, &v)),
+    };
+    if !may_proceed {
+        return Err(AppError::PreconditionFailed);
+    }
     let not_modified = match header_str(headers, header::IF_NONE_MATCH) {
         Some(inm) => range::none_match_hits(inm, &v),
         None => header_str(headers, header::IF_MODIFIED_SINCE)
@@ -94,7 +107,7 @@ pub async fn play(
         Selection::Unsatisfiable => {
             return Ok(validated(StatusCode::RANGE_NOT_SATISFIABLE, &v)
                 .insert_header((header::CONTENT_RANGE, format!("bytes */{}", file.size)))
-                .json(json!({ "error": "range not satisfiable", "error_code": "001" })));
+                .json(AppError::body("range not satisfiable", ErrorCode::BadRequest)));
         }
     };
 

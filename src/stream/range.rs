@@ -1,5 +1,6 @@
 //! RFC 9110 preconditions and byte ranges, as pure functions of header values, so every case is
-//! unit-tested without a server: `If-None-Match`, `If-Modified-Since`, `If-Range`, `Range`.
+//! unit-tested without a server: `If-Match`, `If-Unmodified-Since`, `If-None-Match`,
+//! `If-Modified-Since`, `If-Range`, `Range`.
 
 use std::time::SystemTime;
 
@@ -49,6 +50,21 @@ fn entity_tags(list: &str) -> Option<Vec<(bool, &str)>> {
         tags.push((weak, &body[..end + 2]));
         rest = &inner[end + 1..];
     }
+}
+
+/// `If-Match` (strong comparison): whether the request may go ahead; `*` matches any current
+/// representation. A weak tag never matches.
+pub fn match_holds(header: &str, v: &Validators) -> bool {
+    match entity_tags(header) {
+        None => true,
+        Some(tags) => tags.iter().any(|(weak, tag)| !weak && *tag == v.etag),
+    }
+}
+
+/// `If-Unmodified-Since`, consulted only without `If-Match`: whether the request may go ahead.
+/// An unparsable date is ignored (RFC 9110 §13.1.4), so it holds.
+pub fn unmodified_since_holds(header: &str, v: &Validators) -> bool {
+    httpdate::parse_http_date(header.trim()).map_or(true, |since| v.last_modified <= since)
 }
 
 /// `If-None-Match` (weak comparison): whether the client already has this representation.
@@ -142,6 +158,20 @@ mod tests {
             etag: "\"abc\"".into(),
             last_modified: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         }
+    }
+
+    #[test]
+    fn if_match_and_if_unmodified_since() {
+        let v = v();
+        assert!(match_holds("*", &v));
+        assert!(match_holds(&format!("\"x\", {}", v.etag), &v));
+        assert!(!match_holds(&format!("W/{}", v.etag), &v), "If-Match compares strongly");
+        assert!(!match_holds("\"other\"", &v));
+        let at = httpdate::fmt_http_date(v.last_modified);
+        let before = httpdate::fmt_http_date(v.last_modified - Duration::from_secs(1));
+        assert!(unmodified_since_holds(&at, &v));
+        assert!(!unmodified_since_holds(&before, &v));
+        assert!(unmodified_since_holds("not a date", &v), "an unparsable date is ignored");
     }
 
     #[test]

@@ -15,6 +15,7 @@ mod scheduler_actors;
 mod scheduler_http;
 mod scheduler_process;
 mod scheduler_support;
+mod security;
 mod store_actors;
 mod stream_hostile;
 mod stream_limiter;

@@ -21,7 +21,9 @@ async fn range_matrix_is_byte_exact() {
     assert_eq!(header(&full, "content-type"), "video/mp4");
     assert_eq!(header(&full, "content-length"), "1000");
     assert_eq!(header(&full, "etag"), etag_of(&data));
-    assert!(header(&full, "cache-control").contains("immutable"));
+    // Revalidated before each use, so a deleted video stops playing from caches at once.
+    assert_eq!(header(&full, "cache-control"), "no-cache");
+    assert_eq!(header(&full, "x-content-type-options"), "nosniff");
     assert!(httpdate::parse_http_date(header(&full, "last-modified")).is_ok());
 
     for (range, first, last) in [
@@ -84,6 +86,28 @@ async fn conditional_requests() {
         let r = get(&app, &path, &[("Range", "bytes=10-19"), ("If-Range", stale)]).await;
         r.assert_status(200);
         assert_eq!(&r.raw[..], &data[..], "{stale}");
+    }
+
+    // If-Match and If-Unmodified-Since: 412 when they fail (RFC 9110 §13.1.1, §13.1.4).
+    let before = "Mon, 01 Jan 2001 00:00:00 GMT";
+    for failing in [
+        [("If-Match", "\"other\""), ("Range", "bytes=0-9")],
+        [("If-Match", &format!("W/{etag}")), ("Range", "bytes=0-9")],
+        [("If-Unmodified-Since", before), ("Range", "bytes=0-9")],
+        // A failed If-Match wins over a matching If-None-Match.
+        [("If-Match", "\"other\""), ("If-None-Match", &etag)],
+    ] {
+        get(&app, &path, &failing).await.assert_error(412, "001");
+    }
+    for holding in [
+        [("If-Match", etag.as_str()), ("Range", "bytes=0-9")],
+        [("If-Match", "*"), ("Range", "bytes=0-9")],
+        [("If-Unmodified-Since", &modified), ("Range", "bytes=0-9")],
+        // If-Unmodified-Since is ignored when If-Match is present.
+        [("If-Match", etag.as_str()), ("If-Unmodified-Since", before)],
+    ] {
+        let r = get(&app, &path, &holding).await;
+        assert!([200, 206].contains(&r.status.as_u16()), "{holding:?}: {}", r.status);
     }
 }
 
