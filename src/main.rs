@@ -8,8 +8,26 @@ use douyin_club::{Config, Node};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc v3's `mi_option_purge_delay` (its `mimalloc.h`, `enum mi_option_e`); the Rust
+/// bindings name only older options. A test below checks the number against the default.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Makes mimalloc give freed memory back to the system at once. By default it waits a second
+/// and then purges only when the same thread allocates again, so the memory of an upload freed
+/// on a blocking thread that then sits idle (or exits) stayed resident: idle RSS went from
+/// 17 MiB to 35 MiB after three 100 MB uploads, and stayed there.
+fn purge_freed_memory_at_once() {
+    // SAFETY: `mi_option_set` stores an integer in mimalloc's option table, which mimalloc
+    // reads atomically; it has no other effect and no memory-safety precondition.
+    #[allow(unsafe_code)]
+    unsafe {
+        libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+    }
+}
+
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
+    purge_freed_memory_at_once();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let config = Config::parse();
     let mut node = match Node::start(config).await {
@@ -56,5 +74,21 @@ fn node_stopper(node: &Node) -> impl std::future::Future<Output = ()> + 'static 
         let _ = ctrl_c.await;
         log::info!("shutting down");
         handles.stop(true).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MI_OPTION_PURGE_DELAY;
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn the_purge_delay_option_is_the_one_we_mean() {
+        // SAFETY: reads one integer from mimalloc's option table.
+        let delay = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        // mimalloc v3's documented default for purge_delay, unless the environment set it.
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            assert_eq!(delay, 1000, "option {MI_OPTION_PURGE_DELAY} is not purge_delay");
+        }
     }
 }
