@@ -8,6 +8,7 @@
 //! No actix-web and no HTML here: the binary maps replies to HTTP.
 
 pub mod blob;
+pub mod clock;
 pub mod error;
 pub mod limiter;
 pub mod model;

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 
+use crate::clock::SharedClock;
 use crate::error::StoreError;
 use crate::model::User;
 use crate::store::{
@@ -142,9 +143,30 @@ struct Cached {
     confirmed: Instant,
 }
 
+/// How long sessions live and how long a cached one is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Idle lifetime: each use slides the expiry this far ahead.
+    pub ttl: Duration,
+    /// How long a cached entry is trusted before the store is asked again: the longest a
+    /// logout made by another process can go unseen here.
+    pub revalidate_after: Duration,
+}
+
+impl SessionConfig {
+    /// The default revalidation window.
+    pub const REVALIDATE_AFTER: Duration = Duration::from_secs(2);
+
+    /// `ttl` with the default revalidation window.
+    pub fn new(ttl: Duration) -> Self {
+        Self { ttl, revalidate_after: Self::REVALIDATE_AFTER }
+    }
+}
+
 /// The session cache actor. See the module docs.
 pub struct Session {
     store: Arc<dyn SessionStore>,
+    clock: SharedClock,
     ttl_ms: i64,
     /// Slides smaller than this are kept in the cache only, so a busy session does not write
     /// on every request.
@@ -165,22 +187,20 @@ impl fmt::Debug for Session {
 }
 
 impl Session {
-    pub fn new(store: Arc<dyn SessionStore>, ttl: Duration) -> Self {
+    pub fn new(store: Arc<dyn SessionStore>, config: SessionConfig, clock: SharedClock) -> Self {
+        let ttl = config.ttl;
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2).max(1000);
         Self {
             store,
+            clock,
             ttl_ms,
             persist_step_ms: (ttl_ms / 10).clamp(1, 60_000),
-            revalidate_after: Duration::from_secs(2),
+            revalidate_after: config.revalidate_after,
             sweep_every: ttl.clamp(Duration::from_secs(1), Duration::from_secs(60)),
             cache: HashMap::new(),
             epoch: 0,
         }
     }
-}
-
-fn now_ms() -> i64 {
-    crate::store::now_ms()
 }
 
 impl Actor for Session {
@@ -197,7 +217,7 @@ impl Handler<CreateSession> for Session {
     fn handle(&mut self, msg: CreateSession, _: &mut Self::Context) -> Self::Result {
         let token = SessionToken::generate();
         let hash = token.hash();
-        let expires_at_ms = now_ms() + self.ttl_ms;
+        let expires_at_ms = self.clock.wall_ms() + self.ttl_ms;
         let store = self.store.clone();
         let user = msg.user;
         Box::pin(
@@ -214,7 +234,7 @@ impl Handler<CreateSession> for Session {
                         user,
                         expires_at_ms,
                         stored_expires_at_ms: expires_at_ms,
-                        confirmed: Instant::now(),
+                        confirmed: act.clock.now(),
                     },
                 );
                 Ok(token)
@@ -228,7 +248,7 @@ impl Handler<ResolveSession> for Session {
 
     fn handle(&mut self, msg: ResolveSession, _: &mut Self::Context) -> Self::Result {
         let hash = msg.token.hash();
-        let now = now_ms();
+        let now = self.clock.wall_ms();
         let new_expiry = now + self.ttl_ms;
         let step = self.persist_step_ms;
         let store = self.store.clone();
@@ -237,7 +257,8 @@ impl Handler<ResolveSession> for Session {
         // Fast path: a fresh cache entry whose slide need not be written yet.
         let cached = self.cache.get(&hash).cloned();
         if let Some(entry) = &cached {
-            let fresh = entry.confirmed.elapsed() < self.revalidate_after;
+            let fresh =
+                self.clock.now().saturating_duration_since(entry.confirmed) < self.revalidate_after;
             if entry.expires_at_ms <= now {
                 self.cache.remove(&hash);
                 return Box::pin(fut::ready(Ok(None)));
@@ -277,7 +298,7 @@ impl Handler<ResolveSession> for Session {
                             user: user.clone(),
                             expires_at_ms: new_expiry,
                             stored_expires_at_ms: stored,
-                            confirmed: Instant::now(),
+                            confirmed: act.clock.now(),
                         },
                     );
                 }
@@ -305,7 +326,7 @@ impl Handler<Sweep> for Session {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: Sweep, _: &mut Self::Context) -> Self::Result {
-        let now = now_ms();
+        let now = self.clock.wall_ms();
         self.cache.retain(|_, e| e.expires_at_ms > now);
         let store = self.store.clone();
         Box::pin(async move {

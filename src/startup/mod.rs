@@ -13,7 +13,7 @@ use actix::{Actor as _, Addr};
 use actix_web::dev::ServerHandle;
 use actix_web::web;
 use actors::blob::LocalBlobs;
-use actors::session::{Session, SqliteSessions};
+use actors::session::{Session, SessionConfig, SqliteSessions};
 use actors::store::VideoStore;
 use base64::Engine as _;
 use rand::RngCore as _;
@@ -58,6 +58,7 @@ pub struct Node {
     pub data_dir: PathBuf,
     pub internal_token: Arc<str>,
     store: Option<Addr<VideoStore>>,
+    sessions: Option<Addr<Session>>,
     blobs: Option<Arc<LocalBlobs>>,
     scheduler: Option<Runner>,
     handles: StopHandle,
@@ -180,11 +181,12 @@ impl Node {
 
         let store = pool.map(|p| VideoStore::start(p, STORE_THREADS));
         let sessions = store.as_ref().map(|s| {
-            Session::new(
-                Arc::new(SqliteSessions(s.clone())),
-                Duration::from_secs(config.session_ttl_secs),
-            )
-            .start()
+            let session_config = SessionConfig {
+                ttl: Duration::from_secs(config.session_ttl_secs),
+                revalidate_after: Duration::from_millis(config.session_revalidate_ms),
+            };
+            Session::new(Arc::new(SqliteSessions(s.clone())), session_config, config.clock.clone())
+                .start()
         });
 
         let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
@@ -241,6 +243,7 @@ impl Node {
             data_dir,
             internal_token: token,
             store: ctx.store.clone(),
+            sessions: ctx.sessions.clone(),
             blobs: ctx.blobs.clone(),
             scheduler: ctx.scheduler.clone(),
             handles,
@@ -271,6 +274,12 @@ impl Node {
     /// The store actor, when this node's role opens the database (tests set up rows with it).
     pub fn store(&self) -> Option<Addr<VideoStore>> {
         self.store.clone()
+    }
+
+    /// The session actor, when this node's role opens the database (tests make sessions with
+    /// it).
+    pub fn sessions(&self) -> Option<Addr<Session>> {
+        self.sessions.clone()
     }
 
     /// The local video files, when this node's role opens them.

@@ -152,10 +152,15 @@ async fn logout_revokes_the_presented_session_at_once() {
 
 #[actix_web::test]
 async fn an_expired_session_is_401() {
-    let app = TestApp::spawn_with(|c| c.session_ttl_secs = 1).await;
+    let clock = std::sync::Arc::new(actors::clock::ManualClock::new());
+    let app = TestApp::spawn_with(|c| {
+        c.session_ttl_secs = 1;
+        c.clock = clock.clone().into();
+    })
+    .await;
     let alice = app.register("alice").await;
     app.api(Method::GET, "/user/alice", Some(&alice.session), None).await.assert_status(200);
-    actix_web::rt::time::sleep(std::time::Duration::from_millis(1300)).await;
+    clock.advance(std::time::Duration::from_millis(1001));
     app.api(Method::GET, "/user/alice", Some(&alice.session), None).await.assert_error(401, "002");
 }
 

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use actix::{Actor as _, Addr};
 use actors::StoreError;
+use actors::clock::{ManualClock, SharedClock};
 use actors::model::{Page, Password, User, UserName};
 use actors::session::{
-    CreateSession, ResolveSession, RevokeSession, Session, SqliteSessions, Sweep,
+    CreateSession, ResolveSession, RevokeSession, Session, SessionConfig, SqliteSessions, Sweep,
 };
 use actors::store::{
     CreateComment, CreateUser, CreateVideo, DeleteVideo, GetVideo, ListComments, ListDeletions,
@@ -29,7 +30,12 @@ fn open_store(dir: &tempfile::TempDir) -> Addr<VideoStore> {
 }
 
 fn sessions(store: &Addr<VideoStore>, ttl: Duration) -> Addr<Session> {
-    Session::new(Arc::new(SqliteSessions(store.clone())), ttl).start()
+    sessions_on(store, ttl, SharedClock::default())
+}
+
+/// A session actor reading the time from `clock`.
+fn sessions_on(store: &Addr<VideoStore>, ttl: Duration, clock: SharedClock) -> Addr<Session> {
+    Session::new(Arc::new(SqliteSessions(store.clone())), SessionConfig::new(ttl), clock).start()
 }
 
 async fn user(store: &Addr<VideoStore>, n: &str) -> User {
@@ -116,12 +122,18 @@ async fn sessions_expire_after_their_idle_ttl_and_the_sweep_removes_them() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir);
     let alice = user(&store, "alice").await;
-    let sessions = sessions(&store, Duration::from_secs(1));
+    let clock = Arc::new(ManualClock::new());
+    let sessions = sessions_on(&store, Duration::from_secs(1), clock.clone().into());
     let token = sessions.send(CreateSession { user: alice.clone() }).await.unwrap().unwrap();
     assert!(
         sessions.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap().is_some()
     );
-    actix::clock::sleep(Duration::from_millis(1300)).await;
+    clock.advance(Duration::from_millis(999));
+    assert!(
+        sessions.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap().is_some(),
+        "still alive just before its idle TTL, and the use slides it"
+    );
+    clock.advance(Duration::from_millis(1001));
     assert_eq!(sessions.send(ResolveSession { token }).await.unwrap().unwrap(), None);
     sessions.send(Sweep).await.unwrap();
     let conn = rusqlite::Connection::open(dir.path().join("db.sqlite3")).unwrap();
@@ -136,8 +148,9 @@ async fn two_session_actors_over_one_database_share_sessions() {
     let store_a = open_store(&dir);
     let store_b = open_store(&dir);
     let alice = user(&store_a, "alice").await;
-    let a = sessions(&store_a, Duration::from_secs(60));
-    let b = sessions(&store_b, Duration::from_secs(60));
+    let clock = Arc::new(ManualClock::new());
+    let a = sessions_on(&store_a, Duration::from_secs(60), clock.clone().into());
+    let b = sessions_on(&store_b, Duration::from_secs(60), clock.clone().into());
 
     let token = a.send(CreateSession { user: alice.clone() }).await.unwrap().unwrap();
     let seen_by_b = b.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap();
@@ -146,7 +159,10 @@ async fn two_session_actors_over_one_database_share_sessions() {
     b.send(RevokeSession { token: token.clone() }).await.unwrap().unwrap();
     assert_eq!(b.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap(), None);
     // A's cache trusts an entry for a short revalidation window, then asks the database.
-    actix::clock::sleep(Duration::from_millis(2100)).await;
+    clock.advance(SessionConfig::REVALIDATE_AFTER - Duration::from_millis(1));
+    let cached = a.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap();
+    assert!(cached.is_some(), "within the window A answers from its cache");
+    clock.advance(Duration::from_millis(1));
     assert_eq!(a.send(ResolveSession { token }).await.unwrap().unwrap(), None);
 }
 
