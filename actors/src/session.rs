@@ -176,8 +176,21 @@ pub struct Session {
     revalidate_after: Duration,
     sweep_every: Duration,
     cache: HashMap<String, Cached>,
-    /// Bumped by every revocation; a load that raced one is not cached.
-    epoch: u64,
+    /// Tokens (by hash) whose revocation is in flight, with how many: while the store's
+    /// delete has not committed, the row is still there, so these are refused without asking.
+    revoking: HashMap<String, usize>,
+    /// Store loads in flight, by a sequence number. A revocation of a token marks its loads, and
+    /// a marked load's answer is discarded: it may have read the row before the delete.
+    loads: HashMap<u64, Load>,
+    next_load: u64,
+}
+
+/// A store load in flight for [`ResolveSession`].
+#[derive(Debug)]
+struct Load {
+    hash: String,
+    /// A revocation of this token began while the load ran.
+    revoked: bool,
 }
 
 impl fmt::Debug for Session {
@@ -198,7 +211,9 @@ impl Session {
             revalidate_after: config.revalidate_after,
             sweep_every: ttl.clamp(Duration::from_secs(1), Duration::from_secs(60)),
             cache: HashMap::new(),
-            epoch: 0,
+            revoking: HashMap::new(),
+            loads: HashMap::new(),
+            next_load: 0,
         }
     }
 }
@@ -252,7 +267,9 @@ impl Handler<ResolveSession> for Session {
         let new_expiry = now + self.ttl_ms;
         let step = self.persist_step_ms;
         let store = self.store.clone();
-        let epoch = self.epoch;
+        if self.revoking.contains_key(&hash) {
+            return Box::pin(fut::ready(Ok(None)));
+        }
 
         // Fast path: a fresh cache entry whose slide need not be written yet.
         let cached = self.cache.get(&hash).cloned();
@@ -271,6 +288,9 @@ impl Handler<ResolveSession> for Session {
             }
         }
 
+        let load = self.next_load;
+        self.next_load = self.next_load.wrapping_add(1);
+        self.loads.insert(load, Load { hash: hash.clone(), revoked: false });
         Box::pin(
             async move {
                 let Some(record) = store.load(hash.clone(), now).await? else {
@@ -286,22 +306,26 @@ impl Handler<ResolveSession> for Session {
             }
             .into_actor(self)
             .map(move |res: Result<_, StoreError>, act, _| {
+                let revoked = act.loads.remove(&load).is_none_or(|l| l.revoked);
                 let (hash, found) = res?;
                 let Some((user, stored)) = found else {
                     act.cache.remove(&hash);
                     return Ok(None);
                 };
-                if act.epoch == epoch {
-                    act.cache.insert(
-                        hash,
-                        Cached {
-                            user: user.clone(),
-                            expires_at_ms: new_expiry,
-                            stored_expires_at_ms: stored,
-                            confirmed: act.clock.now(),
-                        },
-                    );
+                // Read before a revocation's delete committed: the session is over all the same,
+                // and caching the row would revive it until the next revalidation.
+                if revoked || act.revoking.contains_key(&hash) {
+                    return Ok(None);
                 }
+                act.cache.insert(
+                    hash,
+                    Cached {
+                        user: user.clone(),
+                        expires_at_ms: new_expiry,
+                        stored_expires_at_ms: stored,
+                        confirmed: act.clock.now(),
+                    },
+                );
                 Ok(Some(user))
             }),
         )
@@ -309,16 +333,37 @@ impl Handler<ResolveSession> for Session {
 }
 
 impl Handler<RevokeSession> for Session {
-    type Result = ResponseFuture<Result<(), StoreError>>;
+    type Result = ResponseActFuture<Self, Result<(), StoreError>>;
 
     fn handle(&mut self, msg: RevokeSession, _: &mut Self::Context) -> Self::Result {
         let hash = msg.token.hash();
-        // Out of the cache first: from this moment the session is refused here even if the
-        // store write below is slow.
+        // From this moment every resolve of the token answers `None`, although the store's
+        // delete below has not committed yet: out of the cache, refused while the delete is in
+        // flight, and loads already running are marked so that their answer is discarded.
         self.cache.remove(&hash);
-        self.epoch += 1;
+        *self.revoking.entry(hash.clone()).or_default() += 1;
+        for load in self.loads.values_mut().filter(|l| l.hash == hash) {
+            load.revoked = true;
+        }
         let store = self.store.clone();
-        Box::pin(async move { store.remove(hash).await })
+        Box::pin(
+            async move {
+                let res = store.remove(hash.clone()).await;
+                (hash, res)
+            }
+            .into_actor(self)
+            .map(|(hash, res), act, _| {
+                // Committed, a load from now on finds no row. Failed, the client gets an error
+                // rather than a 204 and the session stays as the store has it.
+                if let Some(n) = act.revoking.get_mut(&hash) {
+                    *n -= 1;
+                    if *n == 0 {
+                        act.revoking.remove(&hash);
+                    }
+                }
+                res
+            }),
+        )
     }
 }
 

@@ -117,6 +117,36 @@ async fn sessions_resolve_slide_and_revoke() {
     assert_eq!(who, None, "a revoked session stops working at once");
 }
 
+/// The logout race: resolves sent while a revocation is in flight, and every resolve after
+/// it, answer `None`; a load that read the row before the delete must not be cached.
+#[actix::test]
+async fn resolves_racing_a_revocation_never_revive_the_session() {
+    const TRIALS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let alice = user(&store, "alice").await;
+    let sessions = sessions(&store, Duration::from_secs(60));
+    let (mut racers_ok, mut revived) = (0, 0);
+    for _ in 0..TRIALS {
+        let token = sessions.send(CreateSession { user: alice.clone() }).await.unwrap().unwrap();
+        // Warm the cache as a busy session would be.
+        sessions.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap();
+        // `send` queues at once: the resolves reach the actor right behind the revocation.
+        let revoke = sessions.send(RevokeSession { token: token.clone() });
+        let racers: Vec<_> =
+            (0..5).map(|_| sessions.send(ResolveSession { token: token.clone() })).collect();
+        revoke.await.unwrap().unwrap();
+        let after = sessions.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap();
+        for r in futures_util::future::join_all(racers).await {
+            racers_ok += usize::from(r.unwrap().unwrap().is_some());
+        }
+        let later = sessions.send(ResolveSession { token }).await.unwrap().unwrap();
+        revived += usize::from(after.is_some() || later.is_some());
+    }
+    assert_eq!(revived, 0, "{revived}/{TRIALS} sessions resolved after their revocation");
+    assert_eq!(racers_ok, 0, "{racers_ok} resolves sent after the revocation began succeeded");
+}
+
 #[actix::test]
 async fn sessions_expire_after_their_idle_ttl_and_the_sweep_removes_them() {
     let dir = tempfile::tempdir().unwrap();
