@@ -15,5 +15,6 @@ pub mod model;
 pub mod scheduler;
 pub mod session;
 pub mod store;
+pub mod text;
 
 pub use error::StoreError;

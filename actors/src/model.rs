@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::text;
+
 /// Why a client-supplied value was refused; the message is shown to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid(pub String);
@@ -86,7 +88,8 @@ uuid_id!(
 #[serde(transparent)]
 pub struct UserId(pub i64);
 
-/// A validated user name: 2–32 characters, each a Unicode letter or digit or one of `_ - .`.
+/// A validated user name: 2–32 characters, each a Unicode letter or digit or one of `_ - .`,
+/// at least one of them a visible letter or digit, none of them invisible.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
 pub struct UserName(String);
@@ -106,6 +109,15 @@ impl FromStr for UserName {
         }
         if !s.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.')) {
             return Err(Invalid("user_name may contain only letters, digits and _ - .".into()));
+        }
+        // Hangul fillers are letters (Lo) that draw nothing: `ㅤㅤ` would be a blank name and
+        // `alice` + U+3164 a look-alike of `alice`.
+        if s.chars().any(text::is_default_ignorable) {
+            return Err(Invalid("user_name must not contain invisible characters".into()));
+        }
+        // `.`, `..` and `_-_` name nobody: they read as paths or punctuation.
+        if !s.chars().any(|c| c.is_alphanumeric() && text::is_visible(c)) {
+            return Err(Invalid("user_name must contain a letter or digit".into()));
         }
         Ok(Self(s.to_owned()))
     }
@@ -163,6 +175,9 @@ impl FromStr for VideoName {
         if s.chars().any(char::is_control) {
             return Err(Invalid("name must not contain control characters".into()));
         }
+        if !text::has_visible(s) {
+            return Err(Invalid("name must contain a visible character".into()));
+        }
         Ok(Self(s.to_owned()))
     }
 }
@@ -187,6 +202,9 @@ impl FromStr for CommentText {
         }
         if s.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
             return Err(Invalid("content must not contain control characters".into()));
+        }
+        if !text::has_visible(s) {
+            return Err(Invalid("content must contain a visible character".into()));
         }
         Ok(Self(s.to_owned()))
     }
@@ -343,6 +361,42 @@ mod tests {
         }
         for bad in ["a", "", "a b", "a/b", "<script>", &"x".repeat(33), "a\u{0}b"] {
             assert!(bad.parse::<UserName>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn user_names_need_a_letter_or_digit_and_nothing_invisible() {
+        for bad in ["..", "...", "__", "-.-", "_-_", "ㅤㅤ", "\u{115F}\u{1160}", "ab\u{3164}"] {
+            let err = bad.parse::<UserName>().unwrap_err();
+            let why = &err.0;
+            assert!(why.contains("letter or digit") || why.contains("invisible"), "{bad}: {why}");
+        }
+        for bad in [".", "a\u{200B}b", "\u{FEFF}ab", "a\u{202E}b", "\u{2800}\u{2800}"] {
+            assert!(bad.parse::<UserName>().is_err(), "{bad:?}");
+        }
+        for ok in ["a.", "_a", "1.2", "ab", "x_"] {
+            assert!(ok.parse::<UserName>().is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn texts_need_a_visible_character() {
+        let blanks = [
+            "\u{200B}\u{200B}",
+            "\u{FEFF}",
+            "\u{2800}\u{2800}\u{2800}",
+            "\u{115F}\u{1160}\u{3164}\u{FFA0}",
+            "\u{202E}\u{2066}\u{2069}\u{200F}",
+            " \u{200D} \u{2060} ",
+            "\u{E0041}\u{E0042}",
+        ];
+        for blank in blanks {
+            assert!(blank.parse::<VideoName>().is_err(), "{blank:?}");
+            assert!(blank.parse::<CommentText>().is_err(), "{blank:?}");
+        }
+        for ok in ["a\u{200B}", "😀", "\u{202E}abc", "."] {
+            assert!(ok.parse::<VideoName>().is_ok(), "{ok:?}");
+            assert!(ok.parse::<CommentText>().is_ok(), "{ok:?}");
         }
     }
 

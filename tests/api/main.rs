@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod api_accounts;
 mod api_auth;
 mod api_comments;
 mod api_users;
