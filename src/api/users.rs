@@ -1,7 +1,7 @@
 //! `/user` and `/user/:username`: register, sign in, who am I, sign out.
 
 use actix_web::{HttpResponse, web};
-use actors::model::{Password, UserName};
+use actors::model::{NewUserName, Password, UserName};
 use actors::session::{CreateSession, RevokeSession};
 use actors::store::{CreateUser, VerifyUser};
 use serde::Deserialize;
@@ -23,9 +23,11 @@ pub struct SignInBody {
     user_name: Option<String>,
 }
 
-/// Only the caller's own account may be read or signed out.
+/// Only the caller's own account may be read or signed out. Names are compared by key, so
+/// `/user/ALICE` is alice's own; an account the name-key migration displaced (its key is not
+/// its name's key) is also matched by its exact name.
 pub(super) fn require_self(auth: &Authenticated, name: &UserName) -> Result<(), AppError> {
-    if auth.user.name == name.as_str() {
+    if auth.user.name_key == name.key() || auth.user.name == name.as_str() {
         Ok(())
     } else {
         Err(AppError::Forbidden("this account belongs to someone else"))
@@ -42,9 +44,9 @@ pub async fn register(
     body: web::Json<RegisterBody>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
-    let name: UserName = body.user_name.parse()?;
+    let name: NewUserName = body.user_name.parse()?;
     let password: Password = body.pwd.parse()?;
-    let user = state.store.send(CreateUser { name, password }).await??;
+    let user = state.store.send(CreateUser { name: name.into_name(), password }).await??;
     let token = state.sessions.send(CreateSession { user }).await??;
     Ok(session_created(actix_web::http::StatusCode::CREATED, token.expose()))
 }
@@ -57,7 +59,8 @@ pub async fn sign_in(
 ) -> Result<HttpResponse, AppError> {
     let name: UserName = path.parse()?;
     let body = body.into_inner();
-    if body.user_name.as_deref().is_some_and(|n| n != name.as_str()) {
+    let same = |n: &str| n.parse::<UserName>().is_ok_and(|n| n.key() == name.key());
+    if body.user_name.as_deref().is_some_and(|n| !same(n)) {
         return Err(AppError::BadRequest("user_name must equal the name in the path".into()));
     }
     // A password of the wrong length cannot be anybody's: the same 401 as a wrong one.

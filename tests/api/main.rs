@@ -16,6 +16,7 @@ mod scheduler_actors;
 mod scheduler_http;
 mod scheduler_process;
 mod scheduler_support;
+mod store_accounts;
 mod store_actors;
 mod stream_limiter;
 mod stream_playback;

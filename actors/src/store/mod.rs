@@ -6,6 +6,7 @@ mod comments;
 mod deletions;
 mod feed;
 mod migrate;
+mod name_keys;
 mod users;
 mod videos;
 

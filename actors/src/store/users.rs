@@ -7,7 +7,7 @@ use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rusqlite::{OptionalExtension as _, params};
 
-use super::{VideoStore, is_unique_violation, now_ms, write_tx};
+use super::{Conn, VideoStore, is_unique_violation, now_ms, write_tx};
 use crate::error::StoreError;
 use crate::model::{Password, User, UserId, UserName};
 
@@ -25,6 +25,20 @@ pub struct CreateUser {
 pub struct VerifyUser {
     pub name: UserName,
     pub password: Password,
+}
+
+/// Which user a typed name means, with `?1` its exact (NFC) form and `?2` its key: the account
+/// whose stored name is exactly this one, else the account that owns the key. For names
+/// registered since name keys exist the two are the same account; the exact match first is
+/// what lets an account displaced by the key migration ([`super::name_keys`]) be found.
+const BY_NAME: &str = "user_name = ?1 OR name_key = ?2 ORDER BY user_name = ?1 DESC LIMIT 1";
+
+/// The id of the user `name` means (see [`BY_NAME`]).
+pub(super) fn user_id_by_name(conn: &Conn, name: &UserName) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT id FROM users WHERE {BY_NAME}"))?
+        .query_row(params![name.as_str(), name.key()], |r| r.get(0))
+        .optional()?)
 }
 
 /// A session as stored: whose it is and until when (unix milliseconds).
@@ -107,8 +121,9 @@ impl Handler<CreateUser> for VideoStore {
         let mut conn = self.conn()?;
         write_tx(&mut conn, |tx| {
             tx.execute(
-                "INSERT INTO users (user_name, pwd_hash, created_at) VALUES (?1, ?2, ?3)",
-                params![msg.name.as_str(), hash, now_ms()],
+                "INSERT INTO users (user_name, name_key, pwd_hash, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![msg.name.as_str(), msg.name.key(), hash, now_ms()],
             )
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -117,7 +132,11 @@ impl Handler<CreateUser> for VideoStore {
                     e.into()
                 }
             })?;
-            Ok(User { id: UserId(tx.last_insert_rowid()), name: msg.name.to_string() })
+            Ok(User {
+                id: UserId(tx.last_insert_rowid()),
+                name: msg.name.to_string(),
+                name_key: msg.name.key().to_owned(),
+            })
         })
     }
 }
@@ -127,18 +146,20 @@ impl Handler<VerifyUser> for VideoStore {
 
     fn handle(&mut self, msg: VerifyUser, _: &mut Self::Context) -> Self::Result {
         let conn = self.conn()?;
-        let row: Option<(i64, String)> = conn
-            .query_row(
-                "SELECT id, pwd_hash FROM users WHERE user_name = ?1",
-                [msg.name.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
+        let row: Option<(User, String)> = conn
+            .prepare_cached(&format!(
+                "SELECT id, user_name, name_key, pwd_hash FROM users WHERE {BY_NAME}"
+            ))?
+            .query_row(params![msg.name.as_str(), msg.name.key()], |r| {
+                Ok((
+                    User { id: UserId(r.get(0)?), name: r.get(1)?, name_key: r.get(2)? },
+                    r.get(3)?,
+                ))
+            })
             .optional()?;
         drop(conn);
         match row {
-            Some((id, hash)) if verify_password(&msg.password, &hash) => {
-                Ok(User { id: UserId(id), name: msg.name.to_string() })
-            }
+            Some((user, hash)) if verify_password(&msg.password, &hash) => Ok(user),
             Some(_) => Err(StoreError::BadCredentials),
             None => {
                 verify_password(&msg.password, decoy_hash());
@@ -169,14 +190,14 @@ impl Handler<LoadSession> for VideoStore {
         let conn = self.conn()?;
         Ok(conn
             .query_row(
-                "SELECT u.id, u.user_name, s.expires_at FROM sessions s
+                "SELECT u.id, u.user_name, u.name_key, s.expires_at FROM sessions s
                  JOIN users u ON u.id = s.user_id
                  WHERE s.token_hash = ?1 AND s.expires_at > ?2",
                 params![msg.token_hash, msg.now_ms],
                 |r| {
                     Ok(SessionRecord {
-                        user: User { id: UserId(r.get(0)?), name: r.get(1)? },
-                        expires_at_ms: r.get(2)?,
+                        user: User { id: UserId(r.get(0)?), name: r.get(1)?, name_key: r.get(2)? },
+                        expires_at_ms: r.get(3)?,
                     })
                 },
             )
