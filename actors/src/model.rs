@@ -117,6 +117,28 @@ impl fmt::Debug for Password {
     }
 }
 
+/// An argon2id password hash as a PHC string (`$argon2id$v=19$m=…`): all that is kept of a
+/// password. Not a secret like the password, but not shown either.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PwdHash(String);
+
+impl PwdHash {
+    /// Wraps a PHC string as the hasher made it or the database holds it.
+    pub fn from_phc(phc: String) -> Self {
+        Self(phc)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PwdHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PwdHash(..)")
+    }
+}
+
 /// A video's display name: 1–200 characters after trimming, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoName(String);

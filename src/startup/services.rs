@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use actix::{Actor as _, Addr};
 use actix_web::web;
+use actors::accounts::{Accounts, AccountsConfig};
 use actors::session::Session;
 use actors::store::{CommentBatcher, VideoStore};
 
@@ -39,10 +40,15 @@ pub(super) fn start_api(
     l: TcpListener,
 ) -> Result<actix_web::dev::Server, StartError> {
     let store = store_of(ctx);
+    let accounts =
+        Accounts::new(store.clone(), AccountsConfig::default(), ctx.config.clock.clone())
+            .map_err(io_err("starting the password hashing threads"))?;
     let state = web::Data::new(ApiState {
         comments: CommentBatcher::new(store.clone()).start(),
         store: store.clone(),
         sessions: sessions_of(ctx),
+        accounts: accounts.start(),
+        trusted_proxies: ctx.config.trusted_proxies.clone(),
         scheduler: wake_for(ctx),
     });
     let auth = auth_state(ctx);

@@ -1,10 +1,16 @@
-//! Accounts at the actor level: the name-key migration over a database made by the previous
-//! schema version, and how names are found afterwards.
+//! Accounts at the actor level: `Register` and `SignIn` on the `Accounts` actor with a hand-moved
+//! clock, and the name-key migration over a database made by the previous schema version.
 
-use actix::Addr;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor as _, Addr};
 use actors::StoreError;
-use actors::model::{Password, User, UserName};
-use actors::store::{CreateUser, VerifyUser, VideoStore};
+use actors::accounts::{AccountError, Accounts, AccountsConfig, Register, SignIn};
+use actors::clock::{ManualClock, SharedClock};
+use actors::model::{Password, User};
+use actors::store::VideoStore;
 use argon2::password_hash::{PasswordHasher as _, SaltString, rand_core::OsRng};
 use rusqlite::params;
 
@@ -13,10 +19,65 @@ fn phc(pwd: &str) -> String {
     argon2::Argon2::default().hash_password(pwd.as_bytes(), &salt).unwrap().to_string()
 }
 
-async fn sign_in(store: &Addr<VideoStore>, name: &str, pwd: &str) -> Result<User, StoreError> {
-    let name: UserName = name.parse().unwrap();
-    let password: Password = pwd.parse().unwrap();
-    store.send(VerifyUser { name, password }).await.unwrap()
+fn accounts(store: &Addr<VideoStore>, clock: SharedClock) -> Addr<Accounts> {
+    Accounts::new(store.clone(), AccountsConfig::default(), clock).unwrap().start()
+}
+
+const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
+async fn sign_in(accounts: &Addr<Accounts>, name: &str, pwd: &str) -> Result<User, AccountError> {
+    let password = pwd.parse::<Password>().ok();
+    accounts.send(SignIn { name: name.parse().unwrap(), password, client: HOME }).await.unwrap()
+}
+
+async fn register(accounts: &Addr<Accounts>, name: &str, pwd: &str) -> Result<User, AccountError> {
+    let msg = Register { name: name.parse().unwrap(), password: pwd.parse().unwrap() };
+    accounts.send(msg).await.unwrap()
+}
+
+fn throttled(r: &Result<User, AccountError>) -> bool {
+    matches!(r, Err(AccountError::Throttled { .. }))
+}
+
+#[actix::test]
+async fn users_register_once_and_sign_in_only_with_the_right_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = VideoStore::open(&dir.path().join("db.sqlite3"), 4).unwrap();
+    let accounts = accounts(&VideoStore::start(pool, 2), SharedClock::default());
+    let alice = register(&accounts, "alice", "password1").await.unwrap();
+    let again = register(&accounts, "Alice", "whatever1").await;
+    assert!(matches!(again, Err(AccountError::Store(StoreError::Conflict(_)))), "{again:?}");
+
+    assert_eq!(sign_in(&accounts, "alice", "password1").await.unwrap(), alice);
+    assert_eq!(sign_in(&accounts, "ALICE", "password1").await.unwrap(), alice);
+    for (name, pwd) in [("alice", "password2"), ("bob", "password1"), ("alice", "short")] {
+        let r = sign_in(&accounts, name, pwd).await;
+        assert!(matches!(r, Err(AccountError::BadCredentials)), "{name}/{pwd}: {r:?}");
+    }
+}
+
+#[actix::test]
+async fn the_throttle_runs_on_the_injected_clock_and_a_success_clears_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = VideoStore::open(&dir.path().join("db.sqlite3"), 4).unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let accounts = accounts(&VideoStore::start(pool, 2), clock.clone().into());
+    register(&accounts, "alice", "password1").await.unwrap();
+    for _ in 0..5 {
+        let r = sign_in(&accounts, "alice", "password2").await;
+        assert!(matches!(r, Err(AccountError::BadCredentials)), "{r:?}");
+    }
+    let r = sign_in(&accounts, "alice", "password1").await;
+    assert!(throttled(&r), "{r:?}");
+    assert_eq!(r.unwrap_err().retry_after_secs(), 1);
+    clock.advance(Duration::from_millis(999));
+    assert!(throttled(&sign_in(&accounts, "alice", "password1").await));
+    clock.advance(Duration::from_millis(1));
+    sign_in(&accounts, "alice", "password1").await.unwrap();
+    for _ in 0..5 {
+        assert!(!throttled(&sign_in(&accounts, "alice", "password2").await));
+    }
+    assert!(throttled(&sign_in(&accounts, "alice", "password1").await), "counted afresh");
 }
 
 #[actix::test]
@@ -43,7 +104,7 @@ async fn look_alike_accounts_from_before_name_keys_keep_their_names_and_sign_in(
         }
     }
     let pool = VideoStore::open(&path, 2).expect("the store opens and migrates");
-    let store = VideoStore::start(pool, 1);
+    let accounts = accounts(&VideoStore::start(pool, 1), SharedClock::default());
 
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
@@ -60,23 +121,15 @@ async fn look_alike_accounts_from_before_name_keys_keep_their_names_and_sign_in(
     assert_eq!(keys, expected, "the oldest account keeps the key");
 
     // The key's owner is found by any spelling; the displaced ones by their exact names.
-    assert_eq!(sign_in(&store, "ALICE", "second-pass").await.unwrap().id.0, 2);
-    assert_eq!(sign_in(&store, "alice", "second-pass").await.unwrap().id.0, 2);
-    let first = sign_in(&store, "Alice", "first-pass").await.unwrap();
+    assert_eq!(sign_in(&accounts, "ALICE", "second-pass").await.unwrap().id.0, 2);
+    assert_eq!(sign_in(&accounts, "alice", "second-pass").await.unwrap().id.0, 2);
+    let first = sign_in(&accounts, "Alice", "first-pass").await.unwrap();
     assert_eq!((first.id.0, first.name.as_str()), (1, "Alice"));
-    assert_eq!(sign_in(&store, "ａｌｉｃｅ", "third-pass").await.unwrap().id.0, 3);
-    assert!(matches!(
-        sign_in(&store, "ALICE", "first-pass").await,
-        Err(StoreError::BadCredentials)
-    ));
+    assert_eq!(sign_in(&accounts, "ａｌｉｃｅ", "third-pass").await.unwrap().id.0, 3);
+    let wrong = sign_in(&accounts, "ALICE", "first-pass").await;
+    assert!(matches!(wrong, Err(AccountError::BadCredentials)), "{wrong:?}");
 
     // The key stays taken for new accounts.
-    let again = store
-        .send(CreateUser {
-            name: "ＡＬＩＣＥ".parse().unwrap(),
-            password: "whatever1".parse().unwrap(),
-        })
-        .await
-        .unwrap();
-    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let again = register(&accounts, "ＡＬＩＣＥ", "whatever1").await;
+    assert!(matches!(again, Err(AccountError::Store(StoreError::Conflict(_)))), "{again:?}");
 }
