@@ -86,6 +86,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub session_ttl_secs: u64,
 
+    /// How long a session cached by this process is trusted before the database is asked again,
+    /// in milliseconds: the longest a logout made in another process can go unseen here.
+    #[arg(long, env = "DOUYIN_SESSION_REVALIDATE_MS", default_value_t = 2000)]
+    pub session_revalidate_ms: u64,
+
     /// Largest accepted video file, in bytes.
     #[arg(long, env = "DOUYIN_MAX_UPLOAD_BYTES", default_value_t = 1 << 30)]
     pub max_upload_bytes: u64,
@@ -156,6 +161,10 @@ pub struct Config {
         default_value = "127.0.0.1,::1"
     )]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+
+    /// Where the actors read the time: the real clock, or a hand-moved one in tests.
+    #[arg(skip)]
+    pub clock: actors::clock::SharedClock,
 }
 
 impl Config {

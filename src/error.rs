@@ -230,6 +230,20 @@ impl From<BodyError> for AppError {
     }
 }
 
+impl From<actors::accounts::AccountError> for AppError {
+    fn from(e: actors::accounts::AccountError) -> Self {
+        use actors::accounts::AccountError;
+        match e {
+            AccountError::BadCredentials => AppError::Unauthorized("wrong user name or password"),
+            AccountError::Throttled { .. } => {
+                AppError::RateLimited { retry_after_secs: e.retry_after_secs() }
+            }
+            AccountError::Busy => AppError::Unavailable,
+            AccountError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<actix::MailboxError> for AppError {
     fn from(e: actix::MailboxError) -> Self {
         log::warn!("actor mailbox: {e}");

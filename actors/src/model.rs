@@ -9,6 +9,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::text;
+
+mod names;
+pub use names::{NewUserName, UserName};
+
 /// Why a client-supplied value was refused; the message is shown to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid(pub String);
@@ -86,37 +91,6 @@ uuid_id!(
 #[serde(transparent)]
 pub struct UserId(pub i64);
 
-/// A validated user name: 2–32 characters, each a Unicode letter or digit or one of `_ - .`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct UserName(String);
-
-impl UserName {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl FromStr for UserName {
-    type Err = Invalid;
-    fn from_str(s: &str) -> Result<Self, Invalid> {
-        let count = s.chars().count();
-        if !(2..=32).contains(&count) {
-            return Err(Invalid("user_name must be 2 to 32 characters".into()));
-        }
-        if !s.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.')) {
-            return Err(Invalid("user_name may contain only letters, digits and _ - .".into()));
-        }
-        Ok(Self(s.to_owned()))
-    }
-}
-
-impl fmt::Display for UserName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// A plain-text password on its way to the hasher; never printed.
 #[derive(Clone)]
 pub struct Password(String);
@@ -143,6 +117,28 @@ impl fmt::Debug for Password {
     }
 }
 
+/// An argon2id password hash as a PHC string (`$argon2id$v=19$m=…`): all that is kept of a
+/// password. Not a secret like the password, but not shown either.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PwdHash(String);
+
+impl PwdHash {
+    /// Wraps a PHC string as the hasher made it or the database holds it.
+    pub fn from_phc(phc: String) -> Self {
+        Self(phc)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PwdHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PwdHash(..)")
+    }
+}
+
 /// A video's display name: 1–200 characters after trimming, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VideoName(String);
@@ -162,6 +158,9 @@ impl FromStr for VideoName {
         }
         if s.chars().any(char::is_control) {
             return Err(Invalid("name must not contain control characters".into()));
+        }
+        if !text::has_visible(s) {
+            return Err(Invalid("name must contain a visible character".into()));
         }
         Ok(Self(s.to_owned()))
     }
@@ -187,6 +186,9 @@ impl FromStr for CommentText {
         }
         if s.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
             return Err(Invalid("content must not contain control characters".into()));
+        }
+        if !text::has_visible(s) {
+            return Err(Invalid("content must contain a visible character".into()));
         }
         Ok(Self(s.to_owned()))
     }
@@ -259,7 +261,10 @@ pub struct Listing<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub id: UserId,
+    /// The name as registered (NFC), for display.
     pub name: String,
+    /// The key the name is unique under (see [`UserName::key`]).
+    pub name_key: String,
 }
 
 /// A video's lifecycle as clients see it; deleted videos are never returned.
@@ -337,12 +342,23 @@ mod tests {
     }
 
     #[test]
-    fn user_names_follow_the_contract() {
-        for ok in ["小明", "alice_01", "a.b-c", "ab", &"x".repeat(32)] {
-            assert!(ok.parse::<UserName>().is_ok(), "{ok}");
+    fn texts_need_a_visible_character() {
+        let blanks = [
+            "\u{200B}\u{200B}",
+            "\u{FEFF}",
+            "\u{2800}\u{2800}\u{2800}",
+            "\u{115F}\u{1160}\u{3164}\u{FFA0}",
+            "\u{202E}\u{2066}\u{2069}\u{200F}",
+            " \u{200D} \u{2060} ",
+            "\u{E0041}\u{E0042}",
+        ];
+        for blank in blanks {
+            assert!(blank.parse::<VideoName>().is_err(), "{blank:?}");
+            assert!(blank.parse::<CommentText>().is_err(), "{blank:?}");
         }
-        for bad in ["a", "", "a b", "a/b", "<script>", &"x".repeat(33), "a\u{0}b"] {
-            assert!(bad.parse::<UserName>().is_err(), "{bad}");
+        for ok in ["a\u{200B}", "😀", "\u{202E}abc", "."] {
+            assert!(ok.parse::<VideoName>().is_ok(), "{ok:?}");
+            assert!(ok.parse::<CommentText>().is_ok(), "{ok:?}");
         }
     }
 

@@ -13,6 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 
+use crate::clock::SharedClock;
 use crate::error::StoreError;
 use crate::model::User;
 use crate::store::{
@@ -142,9 +143,30 @@ struct Cached {
     confirmed: Instant,
 }
 
+/// How long sessions live and how long a cached one is trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Idle lifetime: each use slides the expiry this far ahead.
+    pub ttl: Duration,
+    /// How long a cached entry is trusted before the store is asked again: the longest a
+    /// logout made by another process can go unseen here.
+    pub revalidate_after: Duration,
+}
+
+impl SessionConfig {
+    /// The default revalidation window.
+    pub const REVALIDATE_AFTER: Duration = Duration::from_secs(2);
+
+    /// `ttl` with the default revalidation window.
+    pub fn new(ttl: Duration) -> Self {
+        Self { ttl, revalidate_after: Self::REVALIDATE_AFTER }
+    }
+}
+
 /// The session cache actor. See the module docs.
 pub struct Session {
     store: Arc<dyn SessionStore>,
+    clock: SharedClock,
     ttl_ms: i64,
     /// Slides smaller than this are kept in the cache only, so a busy session does not write
     /// on every request.
@@ -154,8 +176,21 @@ pub struct Session {
     revalidate_after: Duration,
     sweep_every: Duration,
     cache: HashMap<String, Cached>,
-    /// Bumped by every revocation; a load that raced one is not cached.
-    epoch: u64,
+    /// Tokens (by hash) whose revocation is in flight, with how many: while the store's
+    /// delete has not committed, the row is still there, so these are refused without asking.
+    revoking: HashMap<String, usize>,
+    /// Store loads in flight, by a sequence number. A revocation of a token marks its loads, and
+    /// a marked load's answer is discarded: it may have read the row before the delete.
+    loads: HashMap<u64, Load>,
+    next_load: u64,
+}
+
+/// A store load in flight for [`ResolveSession`].
+#[derive(Debug)]
+struct Load {
+    hash: String,
+    /// A revocation of this token began while the load ran.
+    revoked: bool,
 }
 
 impl fmt::Debug for Session {
@@ -165,22 +200,22 @@ impl fmt::Debug for Session {
 }
 
 impl Session {
-    pub fn new(store: Arc<dyn SessionStore>, ttl: Duration) -> Self {
+    pub fn new(store: Arc<dyn SessionStore>, config: SessionConfig, clock: SharedClock) -> Self {
+        let ttl = config.ttl;
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2).max(1000);
         Self {
             store,
+            clock,
             ttl_ms,
             persist_step_ms: (ttl_ms / 10).clamp(1, 60_000),
-            revalidate_after: Duration::from_secs(2),
+            revalidate_after: config.revalidate_after,
             sweep_every: ttl.clamp(Duration::from_secs(1), Duration::from_secs(60)),
             cache: HashMap::new(),
-            epoch: 0,
+            revoking: HashMap::new(),
+            loads: HashMap::new(),
+            next_load: 0,
         }
     }
-}
-
-fn now_ms() -> i64 {
-    crate::store::now_ms()
 }
 
 impl Actor for Session {
@@ -197,7 +232,7 @@ impl Handler<CreateSession> for Session {
     fn handle(&mut self, msg: CreateSession, _: &mut Self::Context) -> Self::Result {
         let token = SessionToken::generate();
         let hash = token.hash();
-        let expires_at_ms = now_ms() + self.ttl_ms;
+        let expires_at_ms = self.clock.wall_ms() + self.ttl_ms;
         let store = self.store.clone();
         let user = msg.user;
         Box::pin(
@@ -214,7 +249,7 @@ impl Handler<CreateSession> for Session {
                         user,
                         expires_at_ms,
                         stored_expires_at_ms: expires_at_ms,
-                        confirmed: Instant::now(),
+                        confirmed: act.clock.now(),
                     },
                 );
                 Ok(token)
@@ -228,16 +263,19 @@ impl Handler<ResolveSession> for Session {
 
     fn handle(&mut self, msg: ResolveSession, _: &mut Self::Context) -> Self::Result {
         let hash = msg.token.hash();
-        let now = now_ms();
+        let now = self.clock.wall_ms();
         let new_expiry = now + self.ttl_ms;
         let step = self.persist_step_ms;
         let store = self.store.clone();
-        let epoch = self.epoch;
+        if self.revoking.contains_key(&hash) {
+            return Box::pin(fut::ready(Ok(None)));
+        }
 
         // Fast path: a fresh cache entry whose slide need not be written yet.
         let cached = self.cache.get(&hash).cloned();
         if let Some(entry) = &cached {
-            let fresh = entry.confirmed.elapsed() < self.revalidate_after;
+            let fresh =
+                self.clock.now().saturating_duration_since(entry.confirmed) < self.revalidate_after;
             if entry.expires_at_ms <= now {
                 self.cache.remove(&hash);
                 return Box::pin(fut::ready(Ok(None)));
@@ -250,6 +288,9 @@ impl Handler<ResolveSession> for Session {
             }
         }
 
+        let load = self.next_load;
+        self.next_load = self.next_load.wrapping_add(1);
+        self.loads.insert(load, Load { hash: hash.clone(), revoked: false });
         Box::pin(
             async move {
                 let Some(record) = store.load(hash.clone(), now).await? else {
@@ -265,22 +306,26 @@ impl Handler<ResolveSession> for Session {
             }
             .into_actor(self)
             .map(move |res: Result<_, StoreError>, act, _| {
+                let revoked = act.loads.remove(&load).is_none_or(|l| l.revoked);
                 let (hash, found) = res?;
                 let Some((user, stored)) = found else {
                     act.cache.remove(&hash);
                     return Ok(None);
                 };
-                if act.epoch == epoch {
-                    act.cache.insert(
-                        hash,
-                        Cached {
-                            user: user.clone(),
-                            expires_at_ms: new_expiry,
-                            stored_expires_at_ms: stored,
-                            confirmed: Instant::now(),
-                        },
-                    );
+                // Read before a revocation's delete committed: the session is over all the same,
+                // and caching the row would revive it until the next revalidation.
+                if revoked || act.revoking.contains_key(&hash) {
+                    return Ok(None);
                 }
+                act.cache.insert(
+                    hash,
+                    Cached {
+                        user: user.clone(),
+                        expires_at_ms: new_expiry,
+                        stored_expires_at_ms: stored,
+                        confirmed: act.clock.now(),
+                    },
+                );
                 Ok(Some(user))
             }),
         )
@@ -288,16 +333,37 @@ impl Handler<ResolveSession> for Session {
 }
 
 impl Handler<RevokeSession> for Session {
-    type Result = ResponseFuture<Result<(), StoreError>>;
+    type Result = ResponseActFuture<Self, Result<(), StoreError>>;
 
     fn handle(&mut self, msg: RevokeSession, _: &mut Self::Context) -> Self::Result {
         let hash = msg.token.hash();
-        // Out of the cache first: from this moment the session is refused here even if the
-        // store write below is slow.
+        // From this moment every resolve of the token answers `None`, although the store's
+        // delete below has not committed yet: out of the cache, refused while the delete is in
+        // flight, and loads already running are marked so that their answer is discarded.
         self.cache.remove(&hash);
-        self.epoch += 1;
+        *self.revoking.entry(hash.clone()).or_default() += 1;
+        for load in self.loads.values_mut().filter(|l| l.hash == hash) {
+            load.revoked = true;
+        }
         let store = self.store.clone();
-        Box::pin(async move { store.remove(hash).await })
+        Box::pin(
+            async move {
+                let res = store.remove(hash.clone()).await;
+                (hash, res)
+            }
+            .into_actor(self)
+            .map(|(hash, res), act, _| {
+                // Committed, a load from now on finds no row. Failed, the client gets an error
+                // rather than a 204 and the session stays as the store has it.
+                if let Some(n) = act.revoking.get_mut(&hash) {
+                    *n -= 1;
+                    if *n == 0 {
+                        act.revoking.remove(&hash);
+                    }
+                }
+                res
+            }),
+        )
     }
 }
 
@@ -305,7 +371,7 @@ impl Handler<Sweep> for Session {
     type Result = ResponseFuture<()>;
 
     fn handle(&mut self, _: Sweep, _: &mut Self::Context) -> Self::Result {
-        let now = now_ms();
+        let now = self.clock.wall_ms();
         self.cache.retain(|_, e| e.expires_at_ms > now);
         let store = self.store.clone();
         Box::pin(async move {

@@ -5,10 +5,12 @@ mod comments;
 mod users;
 mod videos;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::web;
+use actors::accounts::Accounts;
 use actors::model::Page;
 use actors::session::Session;
 use actors::store::{CommentBatcher, VideoStore};
@@ -22,6 +24,10 @@ use crate::scheduler::WakeScheduler;
 pub struct ApiState {
     pub store: Addr<VideoStore>,
     pub sessions: Addr<Session>,
+    /// Registration and sign-in: the throttle and the password hashing pool.
+    pub accounts: Addr<Accounts>,
+    /// Peers whose `X-Forwarded-For` is believed, for the sign-in throttle's client address.
+    pub trusted_proxies: Vec<IpAddr>,
     /// Comments go through group commit: many posts, one transaction.
     pub comments: Addr<CommentBatcher>,
     /// Told about each deletion so that it is carried out at once rather than at the next tick.

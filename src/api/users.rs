@@ -1,14 +1,15 @@
 //! `/user` and `/user/:username`: register, sign in, who am I, sign out.
 
-use actix_web::{HttpResponse, web};
-use actors::model::{Password, UserName};
+use actix_web::{HttpRequest, HttpResponse, web};
+use actors::accounts::{Register, SignIn};
+use actors::model::{NewUserName, Password, UserName};
 use actors::session::{CreateSession, RevokeSession};
-use actors::store::{CreateUser, VerifyUser};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::ApiState;
 use crate::auth::Authenticated;
+use crate::client_ip;
 use crate::error::AppError;
 
 #[derive(Debug, Deserialize)]
@@ -23,9 +24,11 @@ pub struct SignInBody {
     user_name: Option<String>,
 }
 
-/// Only the caller's own account may be read or signed out.
+/// Only the caller's own account may be read or signed out. Names are compared by key, so
+/// `/user/ALICE` is alice's own; an account the name-key migration displaced (its key is not
+/// its name's key) is also matched by its exact name.
 pub(super) fn require_self(auth: &Authenticated, name: &UserName) -> Result<(), AppError> {
-    if auth.user.name == name.as_str() {
+    if auth.user.name_key == name.key() || auth.user.name == name.as_str() {
         Ok(())
     } else {
         Err(AppError::Forbidden("this account belongs to someone else"))
@@ -42,28 +45,31 @@ pub async fn register(
     body: web::Json<RegisterBody>,
 ) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
-    let name: UserName = body.user_name.parse()?;
+    let name: NewUserName = body.user_name.parse()?;
     let password: Password = body.pwd.parse()?;
-    let user = state.store.send(CreateUser { name, password }).await??;
+    let user = state.accounts.send(Register { name, password }).await??;
     let token = state.sessions.send(CreateSession { user }).await??;
     Ok(session_created(actix_web::http::StatusCode::CREATED, token.expose()))
 }
 
-/// `POST /user/:username`: sign in; the same 401 for an unknown user and a wrong password.
+/// `POST /user/:username`: sign in; the same 401 for an unknown user and a wrong password,
+/// 429 after repeated failures for the account or from the address.
 pub async fn sign_in(
     state: web::Data<ApiState>,
+    req: HttpRequest,
     path: web::Path<String>,
     body: web::Json<SignInBody>,
 ) -> Result<HttpResponse, AppError> {
     let name: UserName = path.parse()?;
     let body = body.into_inner();
-    if body.user_name.as_deref().is_some_and(|n| n != name.as_str()) {
+    let same = |n: &str| n.parse::<UserName>().is_ok_and(|n| n.key() == name.key());
+    if body.user_name.as_deref().is_some_and(|n| !same(n)) {
         return Err(AppError::BadRequest("user_name must equal the name in the path".into()));
     }
-    // A password of the wrong length cannot be anybody's: the same 401 as a wrong one.
-    let password: Password =
-        body.pwd.parse().map_err(|_| AppError::Unauthorized("wrong user name or password"))?;
-    let user = state.store.send(VerifyUser { name, password }).await??;
+    // A password of the wrong length cannot be anybody's: a failure like a wrong one.
+    let password = body.pwd.parse::<Password>().ok();
+    let client = client_ip::of_request(&req, &state.trusted_proxies);
+    let user = state.accounts.send(SignIn { name, password, client }).await??;
     let token = state.sessions.send(CreateSession { user }).await??;
     Ok(session_created(actix_web::http::StatusCode::OK, token.expose()))
 }

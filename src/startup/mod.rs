@@ -13,7 +13,7 @@ use actix::{Actor as _, Addr};
 use actix_web::dev::ServerHandle;
 use actix_web::web;
 use actors::blob::LocalBlobs;
-use actors::session::{Session, SqliteSessions};
+use actors::session::{Session, SessionConfig, SqliteSessions};
 use actors::store::{Pool, VideoStore};
 use base64::Engine as _;
 use rand::RngCore as _;
@@ -171,9 +171,14 @@ impl Stores {
     /// Starts the store actors and the session cache over an opened data dir.
     fn start(pool: Pool, blobs: LocalBlobs, config: &Config) -> Self {
         let store = VideoStore::start(pool, STORE_THREADS);
+        let session_config = SessionConfig {
+            ttl: Duration::from_secs(config.session_ttl_secs),
+            revalidate_after: Duration::from_millis(config.session_revalidate_ms),
+        };
         let sessions = Session::new(
             Arc::new(SqliteSessions(store.clone())),
-            Duration::from_secs(config.session_ttl_secs),
+            session_config,
+            config.clock.clone(),
         )
         .start();
         Stores { store, sessions, blobs: Arc::new(blobs) }
@@ -292,6 +297,12 @@ impl Node {
     /// The store actor, when this node's role opens the database (tests set up rows with it).
     pub fn store(&self) -> Option<Addr<VideoStore>> {
         self.stores.as_ref().map(|s| s.store.clone())
+    }
+
+    /// The session actor, when this node's role opens the database (tests make sessions with
+    /// it).
+    pub fn sessions(&self) -> Option<Addr<Session>> {
+        self.stores.as_ref().map(|s| s.sessions.clone())
     }
 
     /// The local video files, when this node's role opens them.

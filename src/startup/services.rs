@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use actix::{Actor as _, Addr};
 use actix_web::web;
+use actors::accounts::{Accounts, AccountsConfig};
 use actors::store::CommentBatcher;
 use actors::upload::Uploads;
 
@@ -42,10 +43,15 @@ pub(super) fn start_api(
         Some(runner) => Arc::new(LocalWake(runner.dispatcher.clone())),
         None => Arc::new(RemoteWake::new(&common.urls.scheduler, common.internal_token.clone())),
     };
+    let accounts =
+        Accounts::new(stores.store.clone(), AccountsConfig::default(), common.config.clock.clone())
+            .map_err(io_err("starting the password hashing threads"))?;
     let state = web::Data::new(ApiState {
         comments: CommentBatcher::new(stores.store.clone()).start(),
         store: stores.store.clone(),
         sessions: stores.sessions.clone(),
+        accounts: accounts.start(),
+        trusted_proxies: common.config.trusted_proxies.clone(),
         scheduler: wake,
     });
     let auth = auth_state(common, stores);

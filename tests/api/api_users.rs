@@ -150,12 +150,54 @@ async fn logout_revokes_the_presented_session_at_once() {
     app.api(Method::GET, "/user/alice", Some(&second), None).await.assert_status(200);
 }
 
+/// Issue 8 item 2: `DELETE /user/bob` raced with GETs on the same session; from the 204 on,
+/// the session is 401 on every api route.
+#[actix_web::test]
+async fn logout_wins_every_race_with_requests_on_the_same_session() {
+    use actors::session::{CreateSession, ResolveSession, SessionToken};
+    const TRIALS: usize = 300;
+    let app = TestApp::spawn().await;
+    let bob = app.register("bob").await;
+    // Sessions are made by the actor directly: 300 sign-ins would spend most of the test in
+    // argon2, and the race is between the logout and the requests, not the sign-in.
+    let sessions = app.node.sessions().unwrap();
+    let token = SessionToken::from_client(&bob.session).unwrap();
+    let user = sessions.send(ResolveSession { token }).await.unwrap().unwrap().unwrap();
+    let mut survived = Vec::new();
+    for trial in 0..TRIALS {
+        let token = sessions.send(CreateSession { user: user.clone() }).await.unwrap().unwrap();
+        let s = token.expose();
+        let logout = app.api(Method::DELETE, "/user/bob", Some(s), None);
+        let gets = futures_util::future::join_all(
+            (0..5).map(|_| app.api(Method::GET, "/user/bob", Some(s), None)),
+        );
+        let (logout, _) = futures_util::future::join(logout, gets).await;
+        assert_eq!(logout.status.as_u16(), 204, "trial {trial}: {}", logout.body);
+        let me = app.api(Method::GET, "/user/bob", Some(s), None).await;
+        let post =
+            app.api(Method::POST, "/user/bob/videos", Some(s), Some(json!({"name": "late"}))).await;
+        if me.status.as_u16() != 401 || post.status.as_u16() != 401 {
+            survived.push((trial, me.status.as_u16(), post.status.as_u16()));
+        }
+    }
+    assert!(
+        survived.is_empty(),
+        "{}/{TRIALS} sessions worked after their logout's 204: {survived:?}",
+        survived.len()
+    );
+}
+
 #[actix_web::test]
 async fn an_expired_session_is_401() {
-    let app = TestApp::spawn_with(|c| c.session_ttl_secs = 1).await;
+    let clock = std::sync::Arc::new(actors::clock::ManualClock::new());
+    let app = TestApp::spawn_with(|c| {
+        c.session_ttl_secs = 1;
+        c.clock = clock.clone().into();
+    })
+    .await;
     let alice = app.register("alice").await;
     app.api(Method::GET, "/user/alice", Some(&alice.session), None).await.assert_status(200);
-    actix_web::rt::time::sleep(std::time::Duration::from_millis(1300)).await;
+    clock.advance(std::time::Duration::from_millis(1001));
     app.api(Method::GET, "/user/alice", Some(&alice.session), None).await.assert_error(401, "002");
 }
 

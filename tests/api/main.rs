@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod api_accounts;
 mod api_auth;
 mod api_comments;
 mod api_users;
@@ -16,6 +17,7 @@ mod scheduler_http;
 mod scheduler_process;
 mod scheduler_support;
 mod security;
+mod store_accounts;
 mod store_actors;
 mod stream_hostile;
 mod stream_limiter;

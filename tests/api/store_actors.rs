@@ -6,21 +6,18 @@ use std::time::Duration;
 
 use actix::{Actor as _, Addr};
 use actors::StoreError;
-use actors::model::{Page, Password, User, UserName};
+use actors::clock::{ManualClock, SharedClock};
+use actors::model::{Page, PwdHash, User, UserName};
 use actors::session::{
-    CreateSession, ResolveSession, RevokeSession, Session, SqliteSessions, Sweep,
+    CreateSession, ResolveSession, RevokeSession, Session, SessionConfig, SqliteSessions, Sweep,
 };
 use actors::store::{
-    CreateComment, CreateUser, CreateVideo, DeleteVideo, GetVideo, ListComments, ListDeletions,
-    ListVideos, VerifyUser, VideoStore,
+    CreateComment, CreateVideo, DeleteVideo, GetVideo, InsertUser, ListComments, ListDeletions,
+    ListVideos, VideoStore,
 };
 
 fn name(s: &str) -> UserName {
     s.parse().expect("a valid test user name")
-}
-
-fn pwd(s: &str) -> Password {
-    s.parse().expect("a valid test password")
 }
 
 fn open_store(dir: &tempfile::TempDir) -> Addr<VideoStore> {
@@ -29,27 +26,18 @@ fn open_store(dir: &tempfile::TempDir) -> Addr<VideoStore> {
 }
 
 fn sessions(store: &Addr<VideoStore>, ttl: Duration) -> Addr<Session> {
-    Session::new(Arc::new(SqliteSessions(store.clone())), ttl).start()
+    sessions_on(store, ttl, SharedClock::default())
 }
 
+/// A session actor reading the time from `clock`.
+fn sessions_on(store: &Addr<VideoStore>, ttl: Duration, clock: SharedClock) -> Addr<Session> {
+    Session::new(Arc::new(SqliteSessions(store.clone())), SessionConfig::new(ttl), clock).start()
+}
+
+/// A user whose password nobody needs here (sign-in is tested in `store_accounts`).
 async fn user(store: &Addr<VideoStore>, n: &str) -> User {
-    store.send(CreateUser { name: name(n), password: pwd("password1") }).await.unwrap().unwrap()
-}
-
-#[actix::test]
-async fn users_register_once_and_verify_only_with_the_right_password() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir);
-    let alice = user(&store, "alice").await;
-    let again = store.send(CreateUser { name: name("alice"), password: pwd("whatever1") }).await;
-    assert!(matches!(again.unwrap(), Err(StoreError::Conflict(_))));
-
-    let ok = store.send(VerifyUser { name: name("alice"), password: pwd("password1") }).await;
-    assert_eq!(ok.unwrap().unwrap(), alice);
-    let wrong = store.send(VerifyUser { name: name("alice"), password: pwd("password2") }).await;
-    assert!(matches!(wrong.unwrap(), Err(StoreError::BadCredentials)));
-    let unknown = store.send(VerifyUser { name: name("bob"), password: pwd("password1") }).await;
-    assert!(matches!(unknown.unwrap(), Err(StoreError::BadCredentials)));
+    let pwd_hash = PwdHash::from_phc("$argon2id$not-used-by-these-tests".into());
+    store.send(InsertUser { name: name(n), pwd_hash }).await.unwrap().unwrap()
 }
 
 #[actix::test]
@@ -111,17 +99,53 @@ async fn sessions_resolve_slide_and_revoke() {
     assert_eq!(who, None, "a revoked session stops working at once");
 }
 
+/// The logout race: resolves sent while a revocation is in flight, and every resolve after
+/// it, answer `None`; a load that read the row before the delete must not be cached.
+#[actix::test]
+async fn resolves_racing_a_revocation_never_revive_the_session() {
+    const TRIALS: usize = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir);
+    let alice = user(&store, "alice").await;
+    let sessions = sessions(&store, Duration::from_secs(60));
+    let (mut racers_ok, mut revived) = (0, 0);
+    for _ in 0..TRIALS {
+        let token = sessions.send(CreateSession { user: alice.clone() }).await.unwrap().unwrap();
+        // Warm the cache as a busy session would be.
+        sessions.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap();
+        // `send` queues at once: the resolves reach the actor right behind the revocation.
+        let revoke = sessions.send(RevokeSession { token: token.clone() });
+        let racers: Vec<_> =
+            (0..5).map(|_| sessions.send(ResolveSession { token: token.clone() })).collect();
+        revoke.await.unwrap().unwrap();
+        let after = sessions.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap();
+        for r in futures_util::future::join_all(racers).await {
+            racers_ok += usize::from(r.unwrap().unwrap().is_some());
+        }
+        let later = sessions.send(ResolveSession { token }).await.unwrap().unwrap();
+        revived += usize::from(after.is_some() || later.is_some());
+    }
+    assert_eq!(revived, 0, "{revived}/{TRIALS} sessions resolved after their revocation");
+    assert_eq!(racers_ok, 0, "{racers_ok} resolves sent after the revocation began succeeded");
+}
+
 #[actix::test]
 async fn sessions_expire_after_their_idle_ttl_and_the_sweep_removes_them() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir);
     let alice = user(&store, "alice").await;
-    let sessions = sessions(&store, Duration::from_secs(1));
+    let clock = Arc::new(ManualClock::new());
+    let sessions = sessions_on(&store, Duration::from_secs(1), clock.clone().into());
     let token = sessions.send(CreateSession { user: alice.clone() }).await.unwrap().unwrap();
     assert!(
         sessions.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap().is_some()
     );
-    actix::clock::sleep(Duration::from_millis(1300)).await;
+    clock.advance(Duration::from_millis(999));
+    assert!(
+        sessions.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap().is_some(),
+        "still alive just before its idle TTL, and the use slides it"
+    );
+    clock.advance(Duration::from_millis(1001));
     assert_eq!(sessions.send(ResolveSession { token }).await.unwrap().unwrap(), None);
     sessions.send(Sweep).await.unwrap();
     let conn = rusqlite::Connection::open(dir.path().join("db.sqlite3")).unwrap();
@@ -136,8 +160,9 @@ async fn two_session_actors_over_one_database_share_sessions() {
     let store_a = open_store(&dir);
     let store_b = open_store(&dir);
     let alice = user(&store_a, "alice").await;
-    let a = sessions(&store_a, Duration::from_secs(60));
-    let b = sessions(&store_b, Duration::from_secs(60));
+    let clock = Arc::new(ManualClock::new());
+    let a = sessions_on(&store_a, Duration::from_secs(60), clock.clone().into());
+    let b = sessions_on(&store_b, Duration::from_secs(60), clock.clone().into());
 
     let token = a.send(CreateSession { user: alice.clone() }).await.unwrap().unwrap();
     let seen_by_b = b.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap();
@@ -146,7 +171,10 @@ async fn two_session_actors_over_one_database_share_sessions() {
     b.send(RevokeSession { token: token.clone() }).await.unwrap().unwrap();
     assert_eq!(b.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap(), None);
     // A's cache trusts an entry for a short revalidation window, then asks the database.
-    actix::clock::sleep(Duration::from_millis(2100)).await;
+    clock.advance(SessionConfig::REVALIDATE_AFTER - Duration::from_millis(1));
+    let cached = a.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap();
+    assert!(cached.is_some(), "within the window A answers from its cache");
+    clock.advance(Duration::from_millis(1));
     assert_eq!(a.send(ResolveSession { token }).await.unwrap().unwrap(), None);
 }
 

@@ -4,8 +4,21 @@ use rusqlite::Connection;
 
 use crate::error::StoreError;
 
+/// One step of the schema's history.
+enum Migration {
+    /// Plain SQL.
+    Sql(&'static str),
+    /// A step that needs Rust, such as a backfill computed by Rust code; it runs inside the
+    /// step's transaction like SQL does.
+    Rust(fn(&rusqlite::Transaction<'_>) -> Result<(), StoreError>),
+}
+
 /// Migration `i` brings a database from version `i` to `i + 1`. Append, never edit.
-const MIGRATIONS: &[&str] = &[include_str!("../../../schema.sql")];
+const MIGRATIONS: &[Migration] = &[
+    Migration::Sql(include_str!("../../../schema.sql")),
+    // 2: users.name_key, unique: look-alike names are one name.
+    Migration::Rust(super::name_keys::add_name_keys),
+];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -16,9 +29,12 @@ pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
             MIGRATIONS.len()
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
-        tx.execute_batch(sql)?;
+        match step {
+            Migration::Sql(sql) => tx.execute_batch(sql)?,
+            Migration::Rust(run) => run(&tx)?,
+        }
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
         tx.commit()?;
         log::info!("database schema migrated to version {}", i + 1);

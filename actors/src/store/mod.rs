@@ -6,6 +6,7 @@ mod comments;
 mod deletions;
 mod feed;
 mod migrate;
+mod name_keys;
 mod users;
 mod videos;
 
@@ -27,8 +28,8 @@ pub use deletions::{
     ListDeletions, QueueStalePending, QueueStats, Remnants, VideoRemnants,
 };
 pub use users::{
-    CreateUser, InsertSession, LoadSession, PurgeSessions, RemoveSession, SessionRecord,
-    TouchSession, VerifyUser,
+    Credentials, FindCredentials, InsertSession, InsertUser, LoadSession, PurgeSessions,
+    RemoveSession, SessionRecord, TouchSession,
 };
 pub use videos::{
     CreateVideo, DeleteVideo, GetPlayable, GetVideo, KnownVideoIds, ListVideos, MarkReady,

@@ -1,30 +1,47 @@
 //! Users and the SQLite side of sessions.
 
-use std::sync::OnceLock;
-
 use actix::prelude::*;
-use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rusqlite::{OptionalExtension as _, params};
 
-use super::{VideoStore, is_unique_violation, now_ms, write_tx};
+use super::{Conn, VideoStore, is_unique_violation, now_ms, write_tx};
 use crate::error::StoreError;
-use crate::model::{Password, User, UserId, UserName};
+use crate::model::{PwdHash, User, UserId, UserName};
 
-/// Registers a user; the password is hashed with argon2id here, on a store thread.
+/// Stores a new user with an already computed password hash (hashing is the `Accounts`
+/// actor's, never a store thread's). `Conflict` when the name's key is taken.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<User, StoreError>")]
-pub struct CreateUser {
+pub struct InsertUser {
     pub name: UserName,
-    pub password: Password,
+    pub pwd_hash: PwdHash,
 }
 
-/// Checks a user name and password; unknown user and wrong password fail the same way.
+/// The user a typed name means, with the stored password hash; `None` when there is none.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<User, StoreError>")]
-pub struct VerifyUser {
+#[rtype(result = "Result<Option<Credentials>, StoreError>")]
+pub struct FindCredentials {
     pub name: UserName,
-    pub password: Password,
+}
+
+/// A user and their password hash, for checking a sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: User,
+    pub pwd_hash: PwdHash,
+}
+
+/// Which user a typed name means, with `?1` its exact (NFC) form and `?2` its key: the account
+/// whose stored name is exactly this one, else the account that owns the key. For names
+/// registered since name keys exist the two are the same account; the exact match first is
+/// what lets an account displaced by the key migration ([`super::name_keys`]) be found.
+const BY_NAME: &str = "user_name = ?1 OR name_key = ?2 ORDER BY user_name = ?1 DESC LIMIT 1";
+
+/// The id of the user `name` means (see [`BY_NAME`]).
+pub(super) fn user_id_by_name(conn: &Conn, name: &UserName) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT id FROM users WHERE {BY_NAME}"))?
+        .query_row(params![name.as_str(), name.key()], |r| r.get(0))
+        .optional()?)
 }
 
 /// A session as stored: whose it is and until when (unix milliseconds).
@@ -73,42 +90,16 @@ pub struct PurgeSessions {
     pub now_ms: i64,
 }
 
-fn hash_password(password: &Password) -> Result<String, StoreError> {
-    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
-    Argon2::default()
-        .hash_password(password.expose().as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| StoreError::Internal(format!("password hashing failed: {e}")))
-}
-
-/// A real argon2id hash of a password nobody knows, verified against when the user does not
-/// exist so that an unknown name costs as much time as a wrong password. Computed once, lazily:
-/// it is a constant, not state.
-fn decoy_hash() -> &'static str {
-    static DECOY: OnceLock<String> = OnceLock::new();
-    DECOY.get_or_init(|| {
-        // "decoy-password" is a valid Password (6..=128 characters), so parsing cannot fail.
-        let pwd: Password = "decoy-password".parse().expect("a valid password literal");
-        hash_password(&pwd).unwrap_or_default()
-    })
-}
-
-fn verify_password(password: &Password, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| Argon2::default().verify_password(password.expose().as_bytes(), &h).is_ok())
-        .unwrap_or(false)
-}
-
-impl Handler<CreateUser> for VideoStore {
+impl Handler<InsertUser> for VideoStore {
     type Result = Result<User, StoreError>;
 
-    fn handle(&mut self, msg: CreateUser, _: &mut Self::Context) -> Self::Result {
-        let hash = hash_password(&msg.password)?;
+    fn handle(&mut self, msg: InsertUser, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
         write_tx(&mut conn, |tx| {
             tx.execute(
-                "INSERT INTO users (user_name, pwd_hash, created_at) VALUES (?1, ?2, ?3)",
-                params![msg.name.as_str(), hash, now_ms()],
+                "INSERT INTO users (user_name, name_key, pwd_hash, created_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![msg.name.as_str(), msg.name.key(), msg.pwd_hash.as_str(), now_ms()],
             )
             .map_err(|e| {
                 if is_unique_violation(&e) {
@@ -117,34 +108,29 @@ impl Handler<CreateUser> for VideoStore {
                     e.into()
                 }
             })?;
-            Ok(User { id: UserId(tx.last_insert_rowid()), name: msg.name.to_string() })
+            Ok(User {
+                id: UserId(tx.last_insert_rowid()),
+                name: msg.name.to_string(),
+                name_key: msg.name.key().to_owned(),
+            })
         })
     }
 }
 
-impl Handler<VerifyUser> for VideoStore {
-    type Result = Result<User, StoreError>;
+impl Handler<FindCredentials> for VideoStore {
+    type Result = Result<Option<Credentials>, StoreError>;
 
-    fn handle(&mut self, msg: VerifyUser, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: FindCredentials, _: &mut Self::Context) -> Self::Result {
         let conn = self.conn()?;
-        let row: Option<(i64, String)> = conn
-            .query_row(
-                "SELECT id, pwd_hash FROM users WHERE user_name = ?1",
-                [msg.name.as_str()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        drop(conn);
-        match row {
-            Some((id, hash)) if verify_password(&msg.password, &hash) => {
-                Ok(User { id: UserId(id), name: msg.name.to_string() })
-            }
-            Some(_) => Err(StoreError::BadCredentials),
-            None => {
-                verify_password(&msg.password, decoy_hash());
-                Err(StoreError::BadCredentials)
-            }
-        }
+        Ok(conn
+            .prepare_cached(&format!(
+                "SELECT id, user_name, name_key, pwd_hash FROM users WHERE {BY_NAME}"
+            ))?
+            .query_row(params![msg.name.as_str(), msg.name.key()], |r| {
+                let user = User { id: UserId(r.get(0)?), name: r.get(1)?, name_key: r.get(2)? };
+                Ok(Credentials { user, pwd_hash: PwdHash::from_phc(r.get(3)?) })
+            })
+            .optional()?)
     }
 }
 
@@ -169,14 +155,14 @@ impl Handler<LoadSession> for VideoStore {
         let conn = self.conn()?;
         Ok(conn
             .query_row(
-                "SELECT u.id, u.user_name, s.expires_at FROM sessions s
+                "SELECT u.id, u.user_name, u.name_key, s.expires_at FROM sessions s
                  JOIN users u ON u.id = s.user_id
                  WHERE s.token_hash = ?1 AND s.expires_at > ?2",
                 params![msg.token_hash, msg.now_ms],
                 |r| {
                     Ok(SessionRecord {
-                        user: User { id: UserId(r.get(0)?), name: r.get(1)? },
-                        expires_at_ms: r.get(2)?,
+                        user: User { id: UserId(r.get(0)?), name: r.get(1)?, name_key: r.get(2)? },
+                        expires_at_ms: r.get(3)?,
                     })
                 },
             )

@@ -135,7 +135,11 @@ impl Handler<GetVideo> for VideoStore {
             .optional()?
             .ok_or(StoreError::NotFound)?;
         match msg.author {
-            Some(author) if author.as_str() != video.author => Err(StoreError::NotFound),
+            Some(author)
+                if super::users::user_id_by_name(&conn, &author)? != Some(video.author_id.0) =>
+            {
+                Err(StoreError::NotFound)
+            }
             _ => Ok(video),
         }
     }
@@ -183,11 +187,8 @@ impl Handler<ListVideos> for VideoStore {
                 .query_map(params![after], video_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?,
             Some(name) => {
-                let author: i64 = conn
-                    .prepare_cached("SELECT id FROM users WHERE user_name = ?1")?
-                    .query_row([name.as_str()], |r| r.get(0))
-                    .optional()?
-                    .ok_or(StoreError::NotFound)?;
+                let author =
+                    super::users::user_id_by_name(&conn, name)?.ok_or(StoreError::NotFound)?;
                 let states = if msg.viewer.is_some_and(|v| v.0 == author) {
                     "('ready', 'pending')"
                 } else {
