@@ -2,22 +2,22 @@
 //! claims a bounded batch of due records and sends one `Execute` per record to the executor,
 //! never more in flight than configured.
 
+mod pass;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::fut::LocalBoxActorFuture;
 use actix::prelude::*;
-use futures_util::future::join_all;
 use time::OffsetDateTime;
 
 use super::SchedulerMetrics;
-use super::executor::{Execute, Executor, Outcome};
+use super::executor::Executor;
 use super::reconcile::{ReconcileReport, reconcile};
 use crate::blob::BlobStore;
 use crate::error::StoreError;
 use crate::model::VideoId;
-use crate::store::{ClaimDeletions, DeletionQueueStats, EnqueueDeletion, VideoStore};
+use crate::store::{DeletionQueueStats, EnqueueDeletion, VideoStore};
 
 /// How the dispatcher paces the work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,74 +133,6 @@ impl Dispatcher {
             passes_running: 0,
             woken: false,
         }
-    }
-
-    /// One pass: claim up to the free slots, execute them all, release the slots.
-    fn pass(&mut self) -> LocalBoxActorFuture<Self, Result<PassReport, StoreError>> {
-        let free = self.config.max_in_flight.saturating_sub(self.in_flight.len() + self.reserved);
-        let limit = free.min(self.config.batch as usize);
-        if limit == 0 {
-            self.woken = true;
-            return fut::ready(Ok(PassReport::default())).boxed_local();
-        }
-        self.reserved += limit;
-        self.passes_running += 1;
-        let claim = self.store.send(ClaimDeletions {
-            now: OffsetDateTime::now_utc(),
-            // `limit` is at most `batch`, a u32.
-            limit: u32::try_from(limit).unwrap_or(u32::MAX),
-            lease: self.config.lease,
-        });
-        async move { claim.await? }
-            .into_actor(self)
-            .then(move |claimed, act, _| {
-                act.reserved -= limit;
-                let records = match claimed {
-                    Ok(records) => records,
-                    Err(e) => {
-                        act.passes_running -= 1;
-                        return fut::ready(Err(e)).boxed_local();
-                    }
-                };
-                let full = records.len() == limit;
-                // `insert` is false for a record still running from an earlier claim.
-                let records: Vec<_> =
-                    records.into_iter().filter(|r| act.in_flight.insert(r.video_id)).collect();
-                let claimed = records.len();
-                let sends = records.into_iter().map(|record| {
-                    let video = record.video_id;
-                    let reply = act.executor.send(Execute { record });
-                    async move { (video, reply.await) }
-                });
-                join_all(sends)
-                    .into_actor(act)
-                    .map(move |results, act, ctx| {
-                        let mut report = PassReport { claimed, ..PassReport::default() };
-                        for (video, result) in results {
-                            act.in_flight.remove(&video);
-                            match result {
-                                Ok(Ok(Outcome::Removed { .. })) => report.removed += 1,
-                                Ok(Ok(_)) => report.failed += 1,
-                                Ok(Err(e)) => {
-                                    report.errors += 1;
-                                    log::error!("recording the removal of {video}: {e}");
-                                }
-                                Err(e) => {
-                                    report.errors += 1;
-                                    log::error!("executor unreachable for {video}: {e}");
-                                }
-                            }
-                        }
-                        act.passes_running -= 1;
-                        if act.config.follow_up && (full || act.woken) {
-                            act.woken = false;
-                            ctx.notify_later(Continue, act.config.pace);
-                        }
-                        Ok(report)
-                    })
-                    .boxed_local()
-            })
-            .boxed_local()
     }
 
     fn spawn_pass(&mut self, ctx: &mut Context<Self>) {
