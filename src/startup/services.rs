@@ -59,7 +59,7 @@ fn wake_for(ctx: &NodeContext) -> Arc<dyn WakeScheduler> {
     match (&ctx.scheduler, ctx.config.role) {
         (Some(runner), _) => Arc::new(LocalWake(runner.dispatcher.clone())),
         (None, Role::Api) => {
-            Arc::new(RemoteWake::new(&ctx.urls.scheduler, ctx.internal_token.clone()))
+            Arc::new(RemoteWake::start(&ctx.urls.scheduler, ctx.internal_token.clone()))
         }
         (None, _) => Arc::new(NoWake),
     }
