@@ -158,22 +158,27 @@ impl Node {
         let scheduler_l = listen(Role::Scheduler, config.scheduler_addr, "scheduler")?;
         let web_l = listen(Role::Web, config.web_addr, "web")?;
 
-        // Blocking start-up work (directories, token file, opening and migrating SQLite) runs
-        // on a blocking thread, never on the System arbiter.
+        let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        let (api_addr, stream_addr, scheduler_addr, web_addr) =
+            (local(&api_l), local(&stream_l), local(&scheduler_l), local(&web_l));
+
+        // Blocking start-up work (directories, token file, the scheduler's identity, opening
+        // and migrating SQLite) runs on a blocking thread, never on the System arbiter.
         let cfg = config.clone();
-        let (token, pool, blobs) = web::block(move || -> Result<_, StartError> {
+        let (token, node, pool, blobs) = web::block(move || -> Result<_, StartError> {
             std::fs::create_dir_all(&cfg.data_dir)
                 .map_err(io_err(format!("creating {}", cfg.data_dir.display())))?;
             let token = internal_token(&cfg, &cfg.data_dir)?;
+            let node = scheduler_addr.map(|a| scheduler::node_identity(a, &cfg.data_dir));
             if !needs_store {
-                return Ok((token, None, None));
+                return Ok((token, node, None, None));
             }
             let db = cfg.data_dir.join("douyin.sqlite3");
             let pool = VideoStore::open(&db, STORE_THREADS as u32 + 2)?;
             let videos = cfg.data_dir.join("videos");
             let blobs = LocalBlobs::open(&videos)
                 .map_err(io_err(format!("opening {}", videos.display())))?;
-            Ok((token, Some(pool), Some(Arc::new(blobs))))
+            Ok((token, node, Some(pool), Some(Arc::new(blobs))))
         })
         .await
         .map_err(|e| StartError::Io { what: "start-up".into(), source: io::Error::other(e) })??;
@@ -187,20 +192,16 @@ impl Node {
             .start()
         });
 
-        let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
-        let (api_addr, stream_addr, scheduler_addr, web_addr) =
-            (local(&api_l), local(&stream_l), local(&scheduler_l), local(&web_l));
-
         let urls = Urls {
             api: url_or(&config.api_url, api_addr, config.api_addr),
             stream: url_or(&config.stream_url, stream_addr, config.stream_addr),
             scheduler: url_or(&config.scheduler_url, scheduler_addr, config.scheduler_addr),
             public_origin: config.public_origin(web_addr.unwrap_or(config.web_addr)),
         };
-        let runner = match (&scheduler_l, &store, &blobs) {
-            (Some(_), Some(store), Some(blobs)) => {
+        let runner = match (node, &store, &blobs) {
+            (Some(node), Some(store), Some(blobs)) => {
                 let every = Duration::from_secs(config.delete_every_secs);
-                Some(Runner::start(store.clone(), blobs.clone(), every).await?)
+                Some(Runner::start(store.clone(), blobs.clone(), every, node).await?)
             }
             _ => None,
         };

@@ -63,12 +63,13 @@ impl Dispatcher {
         Some(slots)
     }
 
-    /// Step 1: claims up to `slots` due records (the store moves them out of other passes' way).
+    /// Step 1: claims up to `slots` due records for this incarnation (see `store::claims`).
     fn claim(
         &self,
         slots: usize,
     ) -> impl Future<Output = Result<Vec<DeletionRecord>, StoreError>> + use<> {
         let claim = self.store.send(ClaimDeletions {
+            claimer: self.incarnation.clone(),
             now: OffsetDateTime::now_utc(),
             // `slots` is at most `batch`, a u32.
             limit: u32::try_from(slots).unwrap_or(u32::MAX),
