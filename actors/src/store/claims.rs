@@ -8,16 +8,16 @@
 //! - a live incarnation's claims are never taken by another, whatever the lease says: two
 //!   live schedulers never run the same record;
 //! - an incarnation is dead when `alive_until` has passed (no sign of life for a few timer
-//!   periods) or when a later incarnation of the same node has registered (its restart), and
+//!   periods) or when a newer incarnation of the same node has registered (its restart), and
 //!   its claims are then free at once, not when their lease runs out;
 //! - the lease only brings a record back to its own live claimer, when the outcome of a run
 //!   could not be recorded.
 //!
 //! A node runs one scheduler at a time (its listen address cannot be bound twice on one host),
 //! so a new incarnation of a node proves the earlier ones dead; incarnations over for a day
-//! are forgotten. The same statements suit
-//! PostgreSQL with several schedulers on several hosts: the due query takes `FOR UPDATE SKIP
-//! LOCKED`, and `now` should then be the database's clock rather than each host's.
+//! are forgotten. The same statements suit PostgreSQL with several schedulers on several
+//! hosts: the due query takes `FOR UPDATE SKIP LOCKED` there, and `now` should then be the
+//! database's clock rather than each host's.
 
 use std::time::Duration;
 
@@ -79,7 +79,7 @@ impl Incarnation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
     Alive,
-    /// A later incarnation of the same node has started: this one must not claim any more.
+    /// A newer incarnation of the same node has registered: this one must not claim any more.
     Superseded,
 }
 
