@@ -60,6 +60,6 @@ status=$?
 set -e
 warnings=$(grep -c -E ' (WARN|ERROR) ' "$work/node.log" || true)
 echo
-echo "Server log: $warnings warning/error lines; the first ones:"
+echo "Server log: $warnings warning/error lines."
 grep -E ' (WARN|ERROR) ' "$work/node.log" | head -5 | sed 's/^/    /'
 exit $status
