@@ -295,3 +295,24 @@ pub mod extractors {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_failed_batch_is_a_database_error() {
+        let sqlite = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("database is locked".into()),
+        );
+        let shared = Arc::new(StoreError::Db(sqlite));
+        let e = AppError::from(StoreError::Batch(shared));
+        assert_eq!(
+            (e.status_code(), e.code()),
+            (StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::Database)
+        );
+    }
+}

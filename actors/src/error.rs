@@ -1,5 +1,7 @@
 //! The errors actors reply with; the binary maps each to a status and an API error code.
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
 /// Everything a store or session message can fail with.
@@ -20,9 +22,10 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
-    /// A batched write failed as a whole (the database's error, as text, for each item).
-    #[error("database error: {0}")]
-    Batch(String),
+    /// A batched write failed as a whole: every item of the batch gets this same error,
+    /// shared, so each caller still sees the cause (and its source, e.g. the SQLite error).
+    #[error(transparent)]
+    Batch(Arc<StoreError>),
     /// No connection could be taken from the pool in time.
     #[error("database pool error: {0}")]
     Pool(#[from] r2d2::Error),
@@ -37,6 +40,10 @@ pub enum StoreError {
 impl StoreError {
     /// True when the failure is the database's (API code `003`) rather than another fault.
     pub fn is_database(&self) -> bool {
-        matches!(self, StoreError::Db(_) | StoreError::Pool(_) | StoreError::Batch(_))
+        match self {
+            StoreError::Db(_) | StoreError::Pool(_) => true,
+            StoreError::Batch(shared) => shared.is_database(),
+            _ => false,
+        }
     }
 }

@@ -85,6 +85,11 @@ uuid_id!(
     CommentId,
     "comment id"
 );
+uuid_id!(
+    /// One run of a scheduler: new at every start, named by the claims it makes.
+    IncarnationId,
+    "incarnation id"
+);
 
 /// A user's numeric id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -324,6 +329,8 @@ pub struct DeletionRecord {
     /// Gave up after too many attempts; kept visible rather than retried forever.
     pub failed: bool,
     pub queued_at: OffsetDateTime,
+    /// The scheduler incarnation running it now, if any (see `store::ClaimDeletions`).
+    pub claimed_by: Option<IncarnationId>,
 }
 
 #[cfg(test)]

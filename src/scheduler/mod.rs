@@ -9,7 +9,7 @@ use actix_web::web;
 use actors::model::VideoId;
 
 pub use http::SchedulerState;
-pub use runner::{Runner, RunnerError};
+pub use runner::{Runner, RunnerError, node_identity};
 pub use wake::{LocalWake, RemoteWake};
 
 /// Tells a scheduler that a deletion was queued, so it runs now rather than at the next tick.

@@ -1,6 +1,8 @@
 //! Starting the runner: Executor, Dispatcher, and the tokio-cron-scheduler timer that only
 //! sends them messages.
 
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use actors::blob::BlobStore;
 use actors::scheduler::{
     Dispatcher, DispatcherConfig, Executor, Reconcile, RetryPolicy, SchedulerMetrics, Tick,
 };
-use actors::store::VideoStore;
+use actors::store::{SchedulerNode, VideoStore};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 /// How often reconciliation runs (stale pending videos, files without rows).
@@ -30,21 +32,24 @@ pub struct Runner {
 pub struct RunnerError(#[from] JobSchedulerError);
 
 impl Runner {
-    /// Starts the executor and dispatcher, then the timer: a `Tick` every `every`, a
-    /// `Reconcile` every [`RECONCILE_EVERY`], and one of each right away so a queue left by a
-    /// previous run drains without waiting for the first period.
+    /// Starts the executor and dispatcher, running as `node` (see [`node_identity`]), then the
+    /// timer: a `Tick` every `every`, a `Reconcile` every [`RECONCILE_EVERY`], and one of each
+    /// right away, so a queue left by a previous run (its claims included) drains without
+    /// waiting for the first period.
     pub async fn start(
         store: Addr<VideoStore>,
         blobs: Arc<dyn BlobStore>,
         every: Duration,
+        node: SchedulerNode,
     ) -> Result<Runner, RunnerError> {
         let metrics = SchedulerMetrics::new();
         let executor =
             Executor::new(store.clone(), blobs.clone(), RetryPolicy::default(), metrics.clone())
                 .start();
-        let dispatcher =
-            Dispatcher::new(store, executor, blobs, DispatcherConfig::default(), metrics.clone())
-                .start();
+        let config = DispatcherConfig { alive_for: alive_for(every), ..Default::default() };
+        let dispatcher = Dispatcher::new(store, executor, blobs, config, metrics.clone())
+            .with_node(node)
+            .start();
 
         let timer = JobScheduler::new().await?;
         let d = dispatcher.clone();
@@ -66,6 +71,30 @@ impl Runner {
         send_reconcile(&dispatcher);
         Ok(Runner { dispatcher, metrics, _timer: timer })
     }
+}
+
+/// How long one heartbeat keeps this scheduler alive to the others: three timer periods, so a
+/// late tick is not taken for death, and never under 10 s, since a heartbeat may wait up to
+/// SQLite's 5 s `busy_timeout` for the write lock. Past it, another scheduler takes its claims.
+fn alive_for(every: Duration) -> Duration {
+    (every * 3).max(Duration::from_secs(10))
+}
+
+/// This scheduler's stable identity: a restart with the same identity takes the claims of the
+/// previous run back at once, a different one only once the previous run's heartbeat is
+/// stale. Host name, the bound scheduler address and the data dir: two live schedulers never
+/// share them (one address cannot be bound twice on a host), while a restart of the same
+/// configuration does. With an ephemeral port (`:0`) every run is a new node. Blocking
+/// (reads the host name, resolves the path): call it on a blocking thread.
+pub fn node_identity(addr: SocketAddr, data_dir: &Path) -> SchedulerNode {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    let data = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    SchedulerNode::new(&host, addr, &data)
 }
 
 /// The timer's whole job: hand over a `Tick` without waiting; a full mailbox means passes are

@@ -208,22 +208,24 @@ impl Node {
         let web_l = listen(Role::Web, config.web_addr, "web")?;
         let needs_stores = api_l.is_some() || stream_l.is_some() || scheduler_l.is_some();
 
-        // Blocking start-up work (directories, token file, opening and migrating SQLite) runs
-        // on a blocking thread, never on the System arbiter.
+        let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        let (api_addr, stream_addr, scheduler_addr, web_addr) =
+            (local(&api_l), local(&stream_l), local(&scheduler_l), local(&web_l));
+
+        // Blocking start-up work (directories, token file, the scheduler's identity, opening
+        // and migrating SQLite) runs on a blocking thread, never on the System arbiter.
         let cfg = config.clone();
-        let (token, opened) = web::block(move || -> Result<_, StartError> {
+        let (token, node, opened) = web::block(move || -> Result<_, StartError> {
             std::fs::create_dir_all(&cfg.data_dir)
                 .map_err(io_err(format!("creating {}", cfg.data_dir.display())))?;
             let token = internal_token(&cfg, &cfg.data_dir)?;
+            let node = scheduler_addr.map(|a| scheduler::node_identity(a, &cfg.data_dir));
             let opened = needs_stores.then(|| open_data_dir(&cfg)).transpose()?;
-            Ok((token, opened))
+            Ok((token, node, opened))
         })
         .await
         .map_err(|e| StartError::Io { what: "start-up".into(), source: io::Error::other(e) })??;
 
-        let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
-        let (api_addr, stream_addr, scheduler_addr, web_addr) =
-            (local(&api_l), local(&stream_l), local(&scheduler_l), local(&web_l));
         let urls = Urls {
             api: url_or(&config.api_url, api_addr, config.api_addr),
             stream: url_or(&config.stream_url, stream_addr, config.stream_addr),
@@ -237,10 +239,10 @@ impl Node {
         let mut scheduler = None;
         let stores = opened.map(|(pool, blobs)| Stores::start(pool, blobs, &common.config));
         if let Some(stores) = &stores {
-            if let Some(l) = scheduler_l {
+            if let (Some(l), Some(node)) = (scheduler_l, node) {
                 let every = Duration::from_secs(common.config.delete_every_secs);
                 let runner =
-                    Runner::start(stores.store.clone(), stores.blobs.clone(), every).await?;
+                    Runner::start(stores.store.clone(), stores.blobs.clone(), every, node).await?;
                 servers.push(start_scheduler(&common, stores, &runner, l)?);
                 log::info!("scheduler service listening on {}", urls.scheduler);
                 scheduler = Some(runner);

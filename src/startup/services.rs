@@ -41,7 +41,7 @@ pub(super) fn start_api(
     // internal REST call when the scheduler runs elsewhere (`--role api`).
     let wake: Arc<dyn WakeScheduler> = match scheduler {
         Some(runner) => Arc::new(LocalWake(runner.dispatcher.clone())),
-        None => Arc::new(RemoteWake::new(&common.urls.scheduler, common.internal_token.clone())),
+        None => Arc::new(RemoteWake::start(&common.urls.scheduler, common.internal_token.clone())),
     };
     let accounts =
         Accounts::new(stores.store.clone(), AccountsConfig::default(), common.config.clock.clone())

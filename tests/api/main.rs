@@ -13,6 +13,7 @@ mod api_users;
 mod api_videos;
 mod browser;
 mod scheduler_actors;
+mod scheduler_claims;
 mod scheduler_http;
 mod scheduler_process;
 mod scheduler_support;

@@ -10,7 +10,7 @@ use actors::scheduler::{
     Dispatcher, DispatcherConfig, Executor, Outcome, PassReport, Reconcile, RetryPolicy,
     SchedulerMetrics, Tick, execute_one,
 };
-use actors::store::ClaimDeletions;
+use actors::store::{ClaimDeletions, Incarnation, SchedulerNode};
 use time::OffsetDateTime;
 
 use crate::scheduler_support::{CountingBlobs, Fixture, assert_gone, eventually};
@@ -167,7 +167,12 @@ async fn a_failing_removal_backs_off_then_is_marked_failed() {
     let far = OffsetDateTime::now_utc() + Duration::from_secs(86_400 * 365);
     let claimable = fx
         .store
-        .send(ClaimDeletions { now: far, limit: 10, lease: Duration::from_secs(1) })
+        .send(ClaimDeletions {
+            claimer: Incarnation::start(SchedulerNode::unique(), Duration::from_secs(10)),
+            now: far,
+            limit: 10,
+            lease: Duration::from_secs(1),
+        })
         .await
         .expect("reachable")
         .expect("claim");
@@ -211,4 +216,39 @@ async fn reconciliation_queues_stale_pending_videos_and_reports_orphan_files() {
     assert_gone(&fx.store, &fx.blobs, pending).await;
     let again = d.send(Reconcile { now }).await.expect("reachable").expect("ran");
     assert!(again.stale_queued.is_empty());
+}
+
+#[actix::test]
+async fn a_live_dispatchers_claims_are_not_taken_by_another_even_past_the_lease() {
+    let fx = Fixture::new().await;
+    let mut videos = Vec::new();
+    for _ in 0..3 {
+        videos.push(fx.deleted_video().await);
+    }
+    // Removals far slower than the lease: only the claimer being alive keeps its claims its own.
+    let blobs = Arc::new(CountingBlobs::new((*fx.blobs).clone(), Duration::from_millis(300)));
+    let config = counted(DispatcherConfig {
+        batch: 3,
+        max_in_flight: 3,
+        lease: Duration::from_millis(1),
+        ..Default::default()
+    });
+    // Two schedulers on one database, as two processes on one data dir.
+    let (a, _) = runner(&fx, blobs.clone(), config, RetryPolicy::default());
+    let (b, _) = runner(&fx, blobs.clone(), config, RetryPolicy::default());
+
+    let first = a.send(Tick);
+    let started = eventually(Duration::from_secs(5), || async {
+        videos.iter().all(|v| blobs.calls_of(*v) == 1)
+    })
+    .await;
+    assert!(started, "A claimed every record and is removing them");
+    let report = tick(&b).await;
+    assert_eq!(report.claimed, 0, "B took none of A's claims: {report:?}");
+    let report = first.await.expect("dispatcher reachable").expect("pass ran");
+    assert_eq!(report.removed, 3, "{report:?}");
+    for v in videos {
+        assert_eq!(blobs.calls_of(v), 1, "{v} was removed once");
+        assert_gone(&fx.store, &fx.blobs, v).await;
+    }
 }

@@ -164,3 +164,34 @@ async fn the_timer_drains_records_nobody_woke_the_scheduler_for() {
     assert!(removed, "the timer's tick picked it up");
     assert_gone(&store, &app.node.blobs().expect("files"), video).await;
 }
+
+#[actix_web::test]
+async fn an_api_without_a_scheduler_wakes_the_remote_one_at_once() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    // The scheduler alone, whose timer will not fire during the test: only a wake runs it.
+    let mut sched_cfg = crate::helpers::test_config(dir.path().to_path_buf());
+    sched_cfg.role = douyin_club::config::Role::Scheduler;
+    sched_cfg.delete_every_secs = 3600;
+    let mut scheduler = douyin_club::Node::start(sched_cfg).await.expect("the scheduler starts");
+    scheduler.spawn();
+    // The api alone on the same data dir, told where the scheduler is.
+    let mut api_cfg = crate::helpers::test_config(dir.path().to_path_buf());
+    api_cfg.role = douyin_club::config::Role::Api;
+    api_cfg.scheduler_url = Some(scheduler.urls.scheduler.clone());
+    let app = TestApp::spawn_config(api_cfg, dir).await;
+
+    let user = app.register("dave").await;
+    let video = app.ready_video(&user).await;
+    let path = format!("/user/dave/videos/{video}");
+    app.api(Method::DELETE, &path, Some(&user.session), None).await.assert_status(204);
+
+    let store = app.node.store().expect("store");
+    let removed = eventually(Duration::from_secs(3), || {
+        let store = store.clone();
+        async move { remnants(&store, video).await == Default::default() }
+    })
+    .await;
+    assert!(removed, "the wake reached the other scheduler, which removed the video");
+    assert_gone(&store, &app.node.blobs().expect("files"), video).await;
+    scheduler.stop(false).await;
+}

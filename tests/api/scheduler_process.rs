@@ -6,10 +6,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use actix::Addr;
 use actix_web::http::Method;
 use actors::model::{UserId, VideoId};
-use actors::store::VideoStore;
+use actors::store::{DeletionQueueStats, VideoStore};
 use serde_json::json;
+use time::OffsetDateTime;
 
 use crate::helpers::read_reply;
 use crate::scheduler_support::{assert_gone, eventually, make_ready, records, remnants};
@@ -19,28 +21,37 @@ fn free_port() -> u16 {
     l.local_addr().expect("bound").port()
 }
 
-/// The binary on four fresh loopback ports; killed when dropped.
+/// Loopback addresses of the four services; the same ones again make a restart the same node.
+#[derive(Debug, Clone)]
+struct Ports {
+    api: String,
+    stream: String,
+    scheduler: String,
+    web: String,
+}
+
+impl Ports {
+    fn fresh() -> Ports {
+        let addr = || format!("127.0.0.1:{}", free_port());
+        Ports { api: addr(), stream: addr(), scheduler: addr(), web: addr() }
+    }
+}
+
+/// The binary on four loopback ports; killed when dropped.
 struct Proc {
     child: Child,
     api: String,
 }
 
 impl Proc {
+    /// Starts the binary on fresh ports and waits until it answers.
     async fn start(data: &Path, role: &str, extra: &[&str]) -> Proc {
-        let addr = |p: u16| format!("127.0.0.1:{p}");
-        let api_port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_douyin_club"))
-            .args(["--role", role, "--data-dir"])
-            .arg(data)
-            .args(["--api-addr", &addr(api_port), "--stream-addr", &addr(free_port())])
-            .args(["--scheduler-addr", &addr(free_port()), "--web-addr", &addr(free_port())])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the binary starts");
-        let p = Proc { child, api: format!("http://{}", addr(api_port)) };
+        Proc::start_on(data, role, &Ports::fresh(), extra).await
+    }
+
+    /// Starts the binary on `ports` and waits until its api answers.
+    async fn start_on(data: &Path, role: &str, ports: &Ports, extra: &[&str]) -> Proc {
+        let p = Proc::spawn(data, role, ports, extra);
         let client = awc::Client::default();
         let up = eventually(Duration::from_secs(20), || {
             let req = client.get(format!("{}/healthz", p.api));
@@ -49,6 +60,32 @@ impl Proc {
         .await;
         assert!(up, "the {role} process answers /healthz");
         p
+    }
+
+    /// Starts the binary on `ports` without waiting for it.
+    fn spawn(data: &Path, role: &str, ports: &Ports, extra: &[&str]) -> Proc {
+        let child = Command::new(env!("CARGO_BIN_EXE_douyin_club"))
+            .args(["--role", role, "--data-dir"])
+            .arg(data)
+            .args(["--api-addr", &ports.api, "--stream-addr", &ports.stream])
+            .args(["--scheduler-addr", &ports.scheduler, "--web-addr", &ports.web])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the binary starts");
+        Proc { child, api: format!("http://{}", ports.api) }
+    }
+
+    /// Sends `SIGname` (e.g. `STOP`, `CONT`) with the `kill` command.
+    fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIG{name} delivered");
     }
 
     fn kill9(&mut self) {
@@ -150,4 +187,78 @@ async fn an_idle_server_uses_almost_no_cpu() {
     let used = p.cpu_ticks() - before;
     // Clock ticks are 1/100 s: 15 ticks in 3 s is 5 % of one core; a spinning loop is 300.
     assert!(used <= 15, "an idle server used {used} ticks of CPU in 3 s");
+}
+
+/// Records still to run (not given up on).
+async fn waiting(store: &Addr<VideoStore>) -> u64 {
+    store.send(DeletionQueueStats).await.expect("store reachable").expect("queue stats").waiting
+}
+
+/// Queues `n` removals of videos that never had a row or a file, in one transaction, as
+/// bench/scheduler.sh does: a queue worth draining in milliseconds, where a store message per
+/// record would cost an fsync each.
+fn queue_many(db: &Path, n: usize) {
+    let mut conn = rusqlite::Connection::open(db).expect("the database opens");
+    let tx = conn.transaction().expect("a transaction");
+    let now = i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .expect("milliseconds fit");
+    for _ in 0..n {
+        tx.execute(
+            "INSERT INTO video_del_rec (video_id, next_attempt_at, queued_at) VALUES (?1, ?2, ?2)",
+            rusqlite::params![VideoId::new().to_string(), now],
+        )
+        .expect("queued");
+    }
+    tx.commit().expect("committed");
+}
+
+#[actix_web::test]
+async fn a_scheduler_killed_mid_drain_restarts_and_finishes_within_seconds_not_a_lease() {
+    const N: u64 = 4000;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("the data dir");
+    let db = data.join("douyin.sqlite3");
+    let store = VideoStore::start(VideoStore::open(&db, 2).expect("the store opens"), 1);
+    queue_many(&db, usize::try_from(N).expect("small"));
+
+    // First run: killed with -9 mid-drain while it holds claims. It is frozen (SIGSTOP) to look
+    // at the queue, and let go again (SIGCONT) if it held none at that instant.
+    let ports = Ports::fresh();
+    let args = ["--delete-every-secs", "1"];
+    let mut first = Proc::spawn(&data, "all", &ports, &args);
+    let mut held = 0;
+    for _ in 0..1000 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if waiting(&store).await == N {
+            continue; // not begun yet
+        }
+        first.signal("STOP");
+        // A claim moves next_attempt_at a lease (60 s) ahead: those are the records it holds.
+        let soon = OffsetDateTime::now_utc() + Duration::from_secs(30);
+        let left = records(&store).await;
+        held = left.iter().filter(|r| r.next_attempt_at > soon).count();
+        if held > 0 || left.is_empty() {
+            break;
+        }
+        first.signal("CONT");
+    }
+    first.kill9();
+    assert!(held > 0, "the first run was killed holding claims");
+
+    // Second run: the same node (same addresses, same data dir) takes its dead claims back.
+    let restarted = std::time::Instant::now();
+    let _second = Proc::start_on(&data, "all", &ports, &args).await;
+    let drained = eventually(Duration::from_secs(10), || {
+        let store = store.clone();
+        async move { waiting(&store).await == 0 }
+    })
+    .await;
+    assert!(
+        drained,
+        "{} records (of which {held} were claimed by the killed run) still queued {:?} after \
+         the restart",
+        waiting(&store).await,
+        restarted.elapsed()
+    );
 }

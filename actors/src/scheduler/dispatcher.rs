@@ -1,23 +1,27 @@
 //! `Dispatcher`: the producer. On `Tick` (the timer) or `Wake` (a record was just queued) it
 //! claims a bounded batch of due records and sends one `Execute` per record to the executor,
-//! never more in flight than configured.
+//! never more in flight than configured. Its claims name this run of the scheduler (its
+//! incarnation), which every `Tick` keeps alive: see `store/claims.rs`.
+
+mod pass;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::fut::LocalBoxActorFuture;
 use actix::prelude::*;
-use futures_util::future::join_all;
 use time::OffsetDateTime;
 
 use super::SchedulerMetrics;
-use super::executor::{Execute, Executor, Outcome};
+use super::executor::Executor;
 use super::reconcile::{ReconcileReport, reconcile};
 use crate::blob::BlobStore;
 use crate::error::StoreError;
 use crate::model::VideoId;
-use crate::store::{ClaimDeletions, DeletionQueueStats, EnqueueDeletion, VideoStore};
+use crate::store::{
+    DeletionQueueStats, EnqueueDeletion, Heartbeat, Incarnation, Liveness, SchedulerNode,
+    VideoStore,
+};
 
 /// How the dispatcher paces the work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,9 +30,13 @@ pub struct DispatcherConfig {
     pub batch: u32,
     /// Records being executed at once, all passes together.
     pub max_in_flight: usize,
-    /// How long a claim hides a record from other passes; only a dead or hung executor lets
-    /// it run out, so it is far longer than any removal takes.
+    /// How long a claim hides a record from this dispatcher's own later passes: it runs out
+    /// only when the outcome of a run could not be recorded, so it is far longer than any
+    /// removal takes. Other schedulers never take a live one's claims, lease or not.
     pub lease: Duration,
+    /// How long one heartbeat (sent on every `Tick`) or claim keeps this scheduler alive to
+    /// the others; past it, its claims are free. A few timer periods (see the runner).
+    pub alive_for: Duration,
     /// Start the next pass at once when a pass found a full batch (the queue is draining);
     /// off in tests that count what one `Tick` does.
     pub follow_up: bool,
@@ -49,6 +57,7 @@ impl Default for DispatcherConfig {
             // better with 8 (2.4-2.6x) than with 32 (2.3-2.7x) and worse with 128 (4.5x).
             max_in_flight: 32,
             lease: Duration::from_secs(60),
+            alive_for: Duration::from_secs(10),
             follow_up: true,
             pace: Duration::ZERO,
             stale_pending_after: Duration::from_secs(24 * 3600),
@@ -57,7 +66,8 @@ impl Default for DispatcherConfig {
 }
 
 /// Runs one dispatch pass now; replies when the records it claimed have been executed.
-/// Also refreshes the queue metrics.
+/// Also refreshes the queue metrics and sends this scheduler's heartbeat (see
+/// [`DispatcherConfig::alive_for`]).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<PassReport, StoreError>")]
 pub struct Tick;
@@ -103,6 +113,10 @@ pub struct Dispatcher {
     blobs: Arc<dyn BlobStore>,
     config: DispatcherConfig,
     metrics: SchedulerMetrics,
+    /// This run of the scheduler, named by its claims and kept alive by its heartbeats.
+    incarnation: Incarnation,
+    /// A later run of the same node has started; told once in the log.
+    superseded: bool,
     /// Records being executed: a record whose lease ran out while it still runs is not
     /// handed out a second time.
     in_flight: HashSet<VideoId>,
@@ -126,6 +140,8 @@ impl Dispatcher {
             store,
             executor,
             blobs,
+            incarnation: Incarnation::start(SchedulerNode::unique(), config.alive_for),
+            superseded: false,
             config,
             metrics,
             in_flight: HashSet::new(),
@@ -135,72 +151,32 @@ impl Dispatcher {
         }
     }
 
-    /// One pass: claim up to the free slots, execute them all, release the slots.
-    fn pass(&mut self) -> LocalBoxActorFuture<Self, Result<PassReport, StoreError>> {
-        let free = self.config.max_in_flight.saturating_sub(self.in_flight.len() + self.reserved);
-        let limit = free.min(self.config.batch as usize);
-        if limit == 0 {
-            self.woken = true;
-            return fut::ready(Ok(PassReport::default())).boxed_local();
-        }
-        self.reserved += limit;
-        self.passes_running += 1;
-        let claim = self.store.send(ClaimDeletions {
+    /// Runs as `node` (the default is an identity no other run shares): a later dispatcher
+    /// with the same node takes this one's claims back as soon as it starts.
+    pub fn with_node(mut self, node: SchedulerNode) -> Self {
+        self.incarnation = Incarnation::start(node, self.config.alive_for);
+        self
+    }
+
+    /// Tells the store this incarnation is alive, without holding up the tick.
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        let beat = self.store.send(Heartbeat {
+            incarnation: self.incarnation.clone(),
             now: OffsetDateTime::now_utc(),
-            // `limit` is at most `batch`, a u32.
-            limit: u32::try_from(limit).unwrap_or(u32::MAX),
-            lease: self.config.lease,
         });
-        async move { claim.await? }
-            .into_actor(self)
-            .then(move |claimed, act, _| {
-                act.reserved -= limit;
-                let records = match claimed {
-                    Ok(records) => records,
-                    Err(e) => {
-                        act.passes_running -= 1;
-                        return fut::ready(Err(e)).boxed_local();
-                    }
-                };
-                let full = records.len() == limit;
-                // `insert` is false for a record still running from an earlier claim.
-                let records: Vec<_> =
-                    records.into_iter().filter(|r| act.in_flight.insert(r.video_id)).collect();
-                let claimed = records.len();
-                let sends = records.into_iter().map(|record| {
-                    let video = record.video_id;
-                    let reply = act.executor.send(Execute { record });
-                    async move { (video, reply.await) }
-                });
-                join_all(sends)
-                    .into_actor(act)
-                    .map(move |results, act, ctx| {
-                        let mut report = PassReport { claimed, ..PassReport::default() };
-                        for (video, result) in results {
-                            act.in_flight.remove(&video);
-                            match result {
-                                Ok(Ok(Outcome::Removed { .. })) => report.removed += 1,
-                                Ok(Ok(_)) => report.failed += 1,
-                                Ok(Err(e)) => {
-                                    report.errors += 1;
-                                    log::error!("recording the removal of {video}: {e}");
-                                }
-                                Err(e) => {
-                                    report.errors += 1;
-                                    log::error!("executor unreachable for {video}: {e}");
-                                }
-                            }
-                        }
-                        act.passes_running -= 1;
-                        if act.config.follow_up && (full || act.woken) {
-                            act.woken = false;
-                            ctx.notify_later(Continue, act.config.pace);
-                        }
-                        Ok(report)
-                    })
-                    .boxed_local()
-            })
-            .boxed_local()
+        ctx.spawn(async move { beat.await? }.into_actor(self).map(|r, act, _| match r {
+            Ok(Liveness::Alive) => {}
+            Ok(Liveness::Superseded) => {
+                if !act.superseded {
+                    act.superseded = true;
+                    log::error!(
+                        "another scheduler started as {}: this one claims nothing any more",
+                        act.incarnation.node.as_str()
+                    );
+                }
+            }
+            Err(e) => log::warn!("scheduler heartbeat: {e}"),
+        }));
     }
 
     fn spawn_pass(&mut self, ctx: &mut Context<Self>) {
@@ -238,7 +214,8 @@ impl Handler<Continue> for Dispatcher {
 impl Handler<Tick> for Dispatcher {
     type Result = ResponseActFuture<Self, Result<PassReport, StoreError>>;
 
-    fn handle(&mut self, _: Tick, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _: Tick, ctx: &mut Self::Context) -> Self::Result {
+        self.heartbeat(ctx);
         self.pass()
             .then(|report, act, _| {
                 let stats = act.store.send(DeletionQueueStats);

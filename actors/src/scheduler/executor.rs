@@ -130,7 +130,10 @@ async fn execute_with(
     };
     let attempts = record.attempts.saturating_add(1);
     let (next_attempt_at, give_up) = policy.after_failure(attempts, now);
-    store.send(FailDeletion { video, error: error.clone(), next_attempt_at, give_up }).await??;
+    let claim = record.claimed_by;
+    store
+        .send(FailDeletion { video, claim, error: error.clone(), next_attempt_at, give_up })
+        .await??;
     Ok(if give_up {
         Outcome::GaveUp { video, attempts, error }
     } else {

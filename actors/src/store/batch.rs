@@ -3,6 +3,8 @@
 //! fsync serves many writes. The SQL stays in the store; this actor only gathers.
 //! Used for comment posts and for the scheduler's completed deletions.
 
+use std::sync::Arc;
+
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use tokio::sync::oneshot;
@@ -95,14 +97,9 @@ where
                         }
                     }
                     Ok(Err(e)) => {
-                        let db = e.is_database();
-                        let text = e.to_string();
+                        let shared = Arc::new(e);
                         for reply in replies {
-                            let _ = reply.send(Err(if db {
-                                StoreError::Batch(text.clone())
-                            } else {
-                                StoreError::Internal(text.clone())
-                            }));
+                            let _ = reply.send(Err(StoreError::Batch(shared.clone())));
                         }
                     }
                     Err(mailbox) => {
@@ -142,5 +139,44 @@ where
         Box::pin(async move {
             rx.await.map_err(|_| StoreError::Internal("the write batch was dropped".into()))?
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::model::VideoId;
+    use crate::store::CompleteDeletion;
+
+    #[actix::test]
+    async fn a_failed_batch_gives_every_item_the_database_error_with_its_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite3");
+        drop(VideoStore::open(&path, 1).unwrap()); // creates and migrates the database
+        // A store that gives up on a locked database at once, instead of after busy_timeout.
+        let manager = r2d2_sqlite::SqliteConnectionManager::file(&path)
+            .with_init(|c| c.execute_batch("PRAGMA busy_timeout = 0;"));
+        let store = VideoStore::start(r2d2::Pool::builder().max_size(2).build(manager).unwrap(), 1);
+        let batcher = Batcher::<CompleteDeletion>::new(store).start();
+        // Another writer holds the lock, so every batch's BEGIN IMMEDIATE fails as a whole.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+        let sends = (0..3).map(|_| batcher.send(CompleteDeletion { video: VideoId::new() }));
+        for reply in futures_util::future::join_all(sends).await {
+            let err = reply.unwrap().unwrap_err();
+            assert!(err.is_database(), "{err:?} is the database's failure (API code 003)");
+            let mut chain = std::iter::successors(err.source(), |e| (*e).source());
+            let cause = chain.find_map(|e| e.downcast_ref::<rusqlite::Error>());
+            assert_eq!(
+                cause.and_then(rusqlite::Error::sqlite_error_code),
+                Some(rusqlite::ErrorCode::DatabaseBusy),
+                "the SQLite error is kept as the source of {err:?}"
+            );
+        }
     }
 }

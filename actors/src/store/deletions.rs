@@ -7,11 +7,16 @@ use time::OffsetDateTime;
 use super::batch::{Batch, Batchable, run_batch};
 use super::{VideoStore, from_ms, now_ms, to_ms, uuid_col, write_tx};
 use crate::error::StoreError;
-use crate::model::{DeletionRecord, VideoId};
+use crate::model::{DeletionRecord, IncarnationId, VideoId};
 
-const RECORD_COLS: &str = "video_id, attempts, next_attempt_at, last_error, failed, queued_at";
+pub(super) const RECORD_COLS: &str =
+    "video_id, attempts, next_attempt_at, last_error, failed, queued_at, claimed_by";
 
-fn record_row(r: &Row<'_>) -> rusqlite::Result<DeletionRecord> {
+pub(super) fn record_row(r: &Row<'_>) -> rusqlite::Result<DeletionRecord> {
+    let claimed_by = match r.get_ref(6)?.as_str_or_null()? {
+        Some(_) => Some(IncarnationId(uuid_col(r, 6)?)),
+        None => None,
+    };
     Ok(DeletionRecord {
         video_id: VideoId(uuid_col(r, 0)?),
         attempts: r.get(1)?,
@@ -19,6 +24,7 @@ fn record_row(r: &Row<'_>) -> rusqlite::Result<DeletionRecord> {
         last_error: r.get(3)?,
         failed: r.get(4)?,
         queued_at: from_ms(r.get(5)?),
+        claimed_by,
     })
 }
 
@@ -52,26 +58,17 @@ pub struct CompleteDeletion {
     pub video: VideoId,
 }
 
-/// A removal failed: records why and when to try again (or that it gave up).
+/// A removal failed: records why and when to try again (or that it gave up), and ends the
+/// claim. Only while the record is still held by `claim` (the claim it ran under): a claimer
+/// presumed dead whose record was claimed again meanwhile changes nothing.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), StoreError>")]
 pub struct FailDeletion {
     pub video: VideoId,
+    pub claim: Option<IncarnationId>,
     pub error: String,
     pub next_attempt_at: OffsetDateTime,
     pub give_up: bool,
-}
-
-/// Claims up to `limit` records due at `now`, oldest due first, by moving their
-/// `next_attempt_at` to `now + lease` in the same transaction. A record claimed by one pass is
-/// therefore not due for any other pass (in this process or another on the same data dir)
-/// until the lease runs out, which only happens when its executor died or hung.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Vec<DeletionRecord>, StoreError>")]
-pub struct ClaimDeletions {
-    pub now: OffsetDateTime,
-    pub limit: u32,
-    pub lease: std::time::Duration,
 }
 
 /// Hides every `pending` video created before `older_than` (an upload that never came) and
@@ -165,39 +162,23 @@ impl Handler<FailDeletion> for VideoStore {
 
     fn handle(&mut self, msg: FailDeletion, _: &mut Self::Context) -> Self::Result {
         let conn = self.conn()?;
-        conn.execute(
+        let claim = msg.claim.map(|c| c.to_string());
+        let recorded = conn.execute(
             "UPDATE video_del_rec SET attempts = attempts + 1, last_error = ?2,
-                next_attempt_at = ?3, failed = ?4 WHERE video_id = ?1",
-            params![msg.video.to_string(), msg.error, to_ms(msg.next_attempt_at), msg.give_up],
+                next_attempt_at = ?3, failed = ?4, claimed_by = NULL
+             WHERE video_id = ?1 AND claimed_by IS ?5",
+            params![
+                msg.video.to_string(),
+                msg.error,
+                to_ms(msg.next_attempt_at),
+                msg.give_up,
+                claim
+            ],
         )?;
+        if recorded == 0 {
+            log::warn!("the failure of {} is not recorded: its claim was taken over", msg.video);
+        }
         Ok(())
-    }
-}
-
-impl Handler<ClaimDeletions> for VideoStore {
-    type Result = Result<Vec<DeletionRecord>, StoreError>;
-
-    fn handle(&mut self, msg: ClaimDeletions, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        let lease_ms = i64::try_from(msg.lease.as_millis()).unwrap_or(i64::MAX);
-        let until = to_ms(msg.now).saturating_add(lease_ms);
-        write_tx(&mut conn, |tx| {
-            let records = {
-                let mut stmt = tx.prepare_cached(&format!(
-                    "SELECT {RECORD_COLS} FROM video_del_rec
-                     WHERE failed = 0 AND next_attempt_at <= ?1 ORDER BY next_attempt_at LIMIT ?2"
-                ))?;
-                let rows = stmt.query_map(params![to_ms(msg.now), msg.limit], record_row)?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()?
-            };
-            let mut claim = tx.prepare_cached(
-                "UPDATE video_del_rec SET next_attempt_at = ?2 WHERE video_id = ?1",
-            )?;
-            for r in &records {
-                claim.execute(params![r.video_id.to_string(), until])?;
-            }
-            Ok(records)
-        })
     }
 }
 

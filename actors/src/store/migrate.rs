@@ -18,7 +18,26 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!("../../../schema.sql")),
     // 2: users.name_key, unique: look-alike names are one name.
     Migration::Rust(super::name_keys::add_name_keys),
+    // 3: claims name their scheduler incarnation.
+    Migration::Sql(SCHEDULER_INCARNATIONS),
 ];
+
+/// Version 3: a claim names the scheduler incarnation that made it, and incarnations keep a
+/// heartbeat, so a dead scheduler's claims are freed when its node restarts or a few timer
+/// periods after its last sign of life, rather than when a 60 s lease runs out
+/// (see `store/claims.rs`). Plain SQL that PostgreSQL runs as well.
+const SCHEDULER_INCARNATIONS: &str = "
+CREATE TABLE scheduler_incarnations (
+    id          TEXT    PRIMARY KEY,    -- a UUID, new at every start of a scheduler
+    node        TEXT    NOT NULL,       -- the stable identity it runs as (host, address, data)
+    started_at  INTEGER NOT NULL,       -- unix milliseconds
+    alive_until INTEGER NOT NULL,       -- pushed forward by every heartbeat and claim
+    ended_at    INTEGER                 -- set when a later incarnation of the node registered
+);
+CREATE INDEX scheduler_incarnations_node ON scheduler_incarnations(node);
+ALTER TABLE video_del_rec ADD COLUMN claimed_by TEXT;  -- the incarnation running it, or NULL
+CREATE INDEX video_del_rec_claimed ON video_del_rec(claimed_by) WHERE claimed_by IS NOT NULL;
+";
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

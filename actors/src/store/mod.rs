@@ -2,6 +2,7 @@
 //! r2d2 pool; every message runs on the arbiter's own threads, never on an async executor.
 
 mod batch;
+mod claims;
 mod comments;
 mod deletions;
 mod feed;
@@ -22,10 +23,11 @@ use time::OffsetDateTime;
 use crate::error::StoreError;
 
 pub use batch::{Batch, Batchable, Batcher, CommentBatcher};
+pub use claims::{ClaimDeletions, Heartbeat, Incarnation, Liveness, SchedulerNode};
 pub use comments::{CreateComment, DeleteComment, ListComments};
 pub use deletions::{
-    ClaimDeletions, CompleteDeletion, DeletionQueueStats, EnqueueDeletion, FailDeletion,
-    ListDeletions, QueueStalePending, QueueStats, Remnants, VideoRemnants,
+    CompleteDeletion, DeletionQueueStats, EnqueueDeletion, FailDeletion, ListDeletions,
+    QueueStalePending, QueueStats, Remnants, VideoRemnants,
 };
 pub use users::{
     Credentials, FindCredentials, InsertSession, InsertUser, LoadSession, PurgeSessions,

@@ -1,0 +1,220 @@
+//! Who may run a deletion record: scheduler incarnations, their heartbeats, and claims.
+//!
+//! Every start of a scheduler is a new [`Incarnation`] of a [`SchedulerNode`] (a stable
+//! identity: host, listen address and data dir). A claim writes the claimer's incarnation into
+//! the record (`claimed_by`) beside a lease (`next_attempt_at`), and every claim and
+//! [`Heartbeat`] pushes the incarnation's `alive_until` forward. Then:
+//!
+//! - a live incarnation's claims are never taken by another, whatever the lease says: two
+//!   live schedulers never run the same record;
+//! - an incarnation is dead when `alive_until` has passed (no sign of life for a few timer
+//!   periods) or when a newer incarnation of the same node has registered (its restart), and
+//!   its claims are then free at once, not when their lease runs out;
+//! - the lease only brings a record back to its own live claimer, when the outcome of a run
+//!   could not be recorded.
+//!
+//! A node runs one scheduler at a time (its listen address cannot be bound twice on one host),
+//! so a new incarnation of a node proves the earlier ones dead; incarnations over for a day
+//! are forgotten. The same statements suit PostgreSQL with several schedulers on several
+//! hosts: the due query takes `FOR UPDATE SKIP LOCKED` there, and `now` should then be the
+//! database's clock rather than each host's.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use rusqlite::{OptionalExtension as _, params};
+use time::OffsetDateTime;
+
+use super::deletions::{RECORD_COLS, record_row};
+use super::{VideoStore, to_ms, write_tx};
+use crate::error::StoreError;
+use crate::model::{DeletionRecord, IncarnationId};
+
+/// Incarnations over (ended, or silent) for this long are forgotten.
+const FORGET_AFTER_MS: i64 = 24 * 3600 * 1000;
+
+/// The stable identity of a scheduler across restarts; see [`Incarnation`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SchedulerNode(String);
+
+impl SchedulerNode {
+    /// The identity of a scheduler listening on `addr` of `host`, over the data dir `data`.
+    pub fn new(host: &str, addr: std::net::SocketAddr, data: &std::path::Path) -> Self {
+        SchedulerNode(format!("{host} {addr} {}", data.display()))
+    }
+
+    /// An identity no other run shares: its claims come back only once its heartbeat stops.
+    pub fn unique() -> Self {
+        SchedulerNode(format!("anonymous {}", IncarnationId::new()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One run of a scheduler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incarnation {
+    pub id: IncarnationId,
+    pub node: SchedulerNode,
+    pub started_at: OffsetDateTime,
+    /// How long one sign of life (a heartbeat or a claim) keeps this incarnation alive.
+    pub alive_for: Duration,
+}
+
+impl Incarnation {
+    /// A new incarnation of `node`, starting now.
+    pub fn start(node: SchedulerNode, alive_for: Duration) -> Self {
+        Incarnation {
+            id: IncarnationId::new(),
+            node,
+            started_at: OffsetDateTime::now_utc(),
+            alive_for,
+        }
+    }
+}
+
+/// Whether an incarnation may still claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    Alive,
+    /// A newer incarnation of the same node has registered: this one must not claim any more.
+    Superseded,
+}
+
+/// A sign of life at `now`: keeps the incarnation's claims its own for another `alive_for`.
+/// The first one (or the first claim) registers the incarnation and ends the earlier
+/// incarnations of its node, freeing their claims.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Liveness, StoreError>")]
+pub struct Heartbeat {
+    pub incarnation: Incarnation,
+    pub now: OffsetDateTime,
+}
+
+/// Claims for `claimer` up to `limit` records due at `now`, oldest due first: records nobody
+/// runs, records whose claimer is dead (freed first, in the same transaction), and the
+/// claimer's own records whose `lease` ran out. A claim sets `claimed_by` and moves
+/// `next_attempt_at` to `now + lease`. A superseded claimer gets nothing.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<DeletionRecord>, StoreError>")]
+pub struct ClaimDeletions {
+    pub claimer: Incarnation,
+    pub now: OffsetDateTime,
+    pub limit: u32,
+    pub lease: Duration,
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Records a sign of life of `me` at `now`, registering it first if it is new.
+fn touch(
+    tx: &rusqlite::Transaction<'_>,
+    me: &Incarnation,
+    now: OffsetDateTime,
+) -> Result<Liveness, StoreError> {
+    let (id, now) = (me.id.to_string(), to_ms(now));
+    let until = now.saturating_add(ms(me.alive_for));
+    let beat = tx
+        .prepare_cached(
+            "UPDATE scheduler_incarnations SET alive_until = MAX(alive_until, ?2)
+             WHERE id = ?1 AND ended_at IS NULL",
+        )?
+        .execute(params![id, until])?;
+    if beat == 1 {
+        return Ok(Liveness::Alive);
+    }
+    let known = tx
+        .prepare_cached("SELECT 1 FROM scheduler_incarnations WHERE id = ?1")?
+        .query_row([&id], |_| Ok(()))
+        .optional()?;
+    if known.is_some() {
+        return Ok(Liveness::Superseded);
+    }
+    register(tx, me, now, until)
+}
+
+/// Inserts `me` and ends every other incarnation of its node: the newest registration wins,
+/// in the database's order rather than by anybody's clock, so a restart after the clock was
+/// set back still takes over.
+fn register(
+    tx: &rusqlite::Transaction<'_>,
+    me: &Incarnation,
+    now: i64,
+    until: i64,
+) -> Result<Liveness, StoreError> {
+    let (id, node) = (me.id.to_string(), me.node.as_str());
+    tx.execute(
+        "INSERT INTO scheduler_incarnations (id, node, started_at, alive_until)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![id, node, to_ms(me.started_at), until],
+    )?;
+    let ended = tx.execute(
+        "UPDATE scheduler_incarnations SET ended_at = ?3
+         WHERE node = ?1 AND id != ?2 AND ended_at IS NULL",
+        params![node, id, now],
+    )?;
+    if ended > 0 {
+        log::info!("scheduler {node} restarted: its earlier run's claims are free");
+    }
+    tx.execute(
+        "DELETE FROM scheduler_incarnations WHERE ended_at < ?1 OR alive_until < ?1",
+        [now.saturating_sub(FORGET_AFTER_MS)],
+    )?;
+    Ok(Liveness::Alive)
+}
+
+impl Handler<Heartbeat> for VideoStore {
+    type Result = Result<Liveness, StoreError>;
+
+    fn handle(&mut self, msg: Heartbeat, _: &mut Self::Context) -> Self::Result {
+        write_tx(&mut self.conn()?, |tx| touch(tx, &msg.incarnation, msg.now))
+    }
+}
+
+impl Handler<ClaimDeletions> for VideoStore {
+    type Result = Result<Vec<DeletionRecord>, StoreError>;
+
+    fn handle(&mut self, msg: ClaimDeletions, _: &mut Self::Context) -> Self::Result {
+        write_tx(&mut self.conn()?, |tx| claim(tx, &msg))
+    }
+}
+
+fn claim(
+    tx: &rusqlite::Transaction<'_>,
+    msg: &ClaimDeletions,
+) -> Result<Vec<DeletionRecord>, StoreError> {
+    if touch(tx, &msg.claimer, msg.now)? == Liveness::Superseded {
+        return Ok(Vec::new());
+    }
+    let (me, now) = (msg.claimer.id.to_string(), to_ms(msg.now));
+    // Claims of dead incarnations (not alive, ended, or forgotten) become due at once.
+    tx.prepare_cached(
+        "UPDATE video_del_rec SET claimed_by = NULL, next_attempt_at = ?2
+         WHERE claimed_by IS NOT NULL AND claimed_by != ?1 AND failed = 0
+           AND claimed_by NOT IN (SELECT id FROM scheduler_incarnations
+                                  WHERE ended_at IS NULL AND alive_until > ?2)",
+    )?
+    .execute(params![me, now])?;
+    let mut records = {
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT {RECORD_COLS} FROM video_del_rec
+             WHERE failed = 0 AND next_attempt_at <= ?1 AND (claimed_by IS NULL OR claimed_by = ?3)
+             ORDER BY next_attempt_at LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![now, msg.limit, me], record_row)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let until = now.saturating_add(ms(msg.lease));
+    let mut take = tx.prepare_cached(
+        "UPDATE video_del_rec SET next_attempt_at = ?2, claimed_by = ?3 WHERE video_id = ?1",
+    )?;
+    for r in &mut records {
+        take.execute(params![r.video_id.to_string(), until, me])?;
+        r.claimed_by = Some(msg.claimer.id);
+    }
+    Ok(records)
+}
