@@ -18,15 +18,6 @@ pub trait WakeScheduler: Send + Sync + 'static {
     fn wake(&self, video: VideoId);
 }
 
-/// No scheduler to tell: the next tick of whichever scheduler runs on this data dir picks the
-/// record up.
-#[derive(Debug, Clone, Copy)]
-pub struct NoWake;
-
-impl WakeScheduler for NoWake {
-    fn wake(&self, _: VideoId) {}
-}
-
 /// The scheduler's routes (health and metrics are added by the server builder); needs a
 /// [`SchedulerState`] as app data.
 pub fn routes(cfg: &mut web::ServiceConfig) {
