@@ -2,10 +2,26 @@
 # Needs: curl, wrk, python3, and a release build of the binary.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# A binary built elsewhere, when the caller names one with BIN=.
+BIN_GIVEN=${BIN:-}
 BIN="$ROOT/target/release/douyin_club"
 
 build_release() {
   (cd "$ROOT" && cargo build --release --quiet)
+}
+
+# copy_binary DEST: the release build (built first, wherever the target dir is), or the binary
+# named by BIN=, copied to DEST so that a rebuild during the run cannot swap it.
+copy_binary() {
+  if [ -n "$BIN_GIVEN" ]; then
+    cp "$BIN_GIVEN" "$1"
+  else
+    build_release
+    local target
+    target=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+    cp "$target/release/douyin_club" "$1"
+  fi
 }
 
 # free_port: an unused TCP port on loopback.

@@ -13,16 +13,10 @@ KEEP=100                       # ready videos that stay: what the feed under loa
 WRK_SECS=${WRK_SECS:-4}
 API=127.0.0.1:28000
 SCHED=127.0.0.1:28001
-root=$(cd "$(dirname "$0")/.." && pwd)
+source "$(dirname "$0")/lib.sh"
+root=$ROOT
 work=$(mktemp -d)
-# The release binary, or BIN=<path> for one built elsewhere; copied so a rebuild during the
-# run cannot swap it.
-if [ -n "${BIN:-}" ]; then
-  cp "$BIN" "$work/douyin_club"
-else
-  (cd "$root" && cargo build --release -q)
-  cp "${CARGO_TARGET_DIR:-$root/target}/release/douyin_club" "$work/douyin_club"
-fi
+copy_binary "$work/douyin_club"
 bin=$work/douyin_club
 
 data=$work/data

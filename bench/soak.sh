@@ -19,25 +19,14 @@ WORKERS=${WORKERS:-8}
 SAMPLE_SECS=${SAMPLE_SECS:-60}
 # Past the server's 5 s keep-alive, so connections the load left open are closed by then.
 SETTLE_SECS=${SETTLE_SECS:-10}
-root=$(cd "$(dirname "$0")/.." && pwd)
+source "$(dirname "$0")/lib.sh"
+root=$ROOT
 work=$(mktemp -d)
-# The release binary, or BIN=<path> for one built elsewhere; copied so a rebuild during the
-# run cannot swap it.
-if [ -n "${BIN:-}" ]; then
-  cp "$BIN" "$work/douyin_club"
-else
-  (cd "$root" && cargo build --release -q)
-  target=$(cd "$root" && cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-  cp "$target/release/douyin_club" "$work/douyin_club"
-fi
+copy_binary "$work/douyin_club"
 
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 wait_up() {
   for _ in $(seq 1 1000); do curl -fs -o /dev/null "http://$1/healthz" && return 0; sleep 0.01; done
   echo "nothing answers on $1:" >&2; cat "$work/node.log" >&2; exit 1

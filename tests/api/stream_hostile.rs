@@ -23,6 +23,24 @@ fn form(data: &[u8]) -> Vec<u8> {
     body
 }
 
+/// Connects to the stream service and sends the head of an upload declaring `len` bytes.
+async fn upload_head(
+    app: &TestApp,
+    user: &TestUser,
+    vid: &str,
+    content_type: &str,
+    len: usize,
+) -> TcpStream {
+    let mut s = TcpStream::connect(host_of(&app.stream)).await.expect("connect");
+    let head = format!(
+        "POST /upload/{vid} HTTP/1.1\r\nHost: x\r\nX-Session-Id: {}\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {len}\r\n\r\n",
+        user.session,
+    );
+    s.write_all(head.as_bytes()).await.expect("head");
+    s
+}
+
 /// Sends `body` in full with an exact Content-Length and reads the answer; `None` when no
 /// answer came within `wait`.
 async fn post_raw(
@@ -33,14 +51,7 @@ async fn post_raw(
     body: &[u8],
     wait: Duration,
 ) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(host_of(&app.stream)).await.expect("connect");
-    let head = format!(
-        "POST /upload/{vid} HTTP/1.1\r\nHost: x\r\nX-Session-Id: {}\r\nContent-Type: {content_type}\r\n\
-         Content-Length: {}\r\n\r\n",
-        user.session,
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.expect("head");
+    let mut s = upload_head(app, user, vid, content_type, body.len()).await;
     // The server may answer and close before reading everything; that is its right.
     let _ = s.write_all(body).await;
     let mut out = Vec::new();
@@ -160,14 +171,7 @@ async fn an_upload_trickling_a_byte_at_a_time_gets_408_and_frees_everything() {
     let vid = app.create_video(&alice, "trickle").await;
     let data = fake_mp4(4096);
 
-    let mut s = TcpStream::connect(host_of(&app.stream)).await.expect("connect");
-    let head = format!(
-        "POST /upload/{vid} HTTP/1.1\r\nHost: x\r\nX-Session-Id: {}\r\n\
-         Content-Type: video/mp4\r\nContent-Length: {}\r\n\r\n",
-        alice.session,
-        data.len()
-    );
-    s.write_all(head.as_bytes()).await.expect("head");
+    let s = upload_head(&app, &alice, &vid, "video/mp4", data.len()).await;
     let started = Instant::now();
     let (mut reader, mut writer) = s.into_split();
     let trickle = actix_web::rt::spawn(async move {
@@ -368,14 +372,7 @@ async fn half_close(
     body: &[u8],
     at: usize,
 ) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(host_of(&app.stream)).await.expect("connect");
-    let head = format!(
-        "POST /upload/{vid} HTTP/1.1\r\nHost: x\r\nX-Session-Id: {}\r\nContent-Type: {content_type}\r\n\
-         Content-Length: {}\r\n\r\n",
-        user.session,
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.expect("head");
+    let mut s = upload_head(app, user, vid, content_type, body.len()).await;
     let _ = s.write_all(&body[..at]).await;
     let _ = s.shutdown().await;
     let mut out = Vec::new();
