@@ -24,3 +24,4 @@ mod web_forward;
 mod web_pages;
 mod web_proxy;
 mod web_support;
+mod web_upload;
