@@ -98,19 +98,16 @@ pub fn home(p: &HomePage) -> Markup {
 
 /// `/userhome`: upload with progress, and the user's videos with status and delete.
 pub fn user_home(p: &UserHomePage) -> Markup {
+    let max = human_size(p.max_upload_bytes);
     let body = html! {
         h1 { "My videos" }
-        form.panel.upload #upload-form data-action="upload" {
+        form.panel.upload #upload-form data-action="upload" data-max-bytes=(p.max_upload_bytes) data-max-size=(max) {
             h2 { "Upload a clip" }
             label for="up-name" { "Title" }
             input #up-name name="name" required maxlength="200" placeholder="What is it about?";
             label for="up-file" { "Video file" }
             input #up-file name="file" type="file" accept="video/*" required aria-describedby="up-hint";
-            small #up-hint .hint {
-                "MP4, WebM, MOV or MKV"
-                @if let Some(max) = &p.max_upload_hint { ", up to " (max) }
-                "."
-            }
+            small #up-hint .hint { "MP4, WebM, MOV or MKV, up to " (max) "." }
             div.progress #up-progress hidden {
                 progress #up-bar max="100" value="0" aria-labelledby="up-pct" {}
                 span #up-pct aria-live="polite" { "0%" }
