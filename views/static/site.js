@@ -20,6 +20,8 @@
   };
 
   function me() { return document.body.getAttribute("data-user"); }
+  // User text inside a sentence of ours, isolated for bidi (FSI … PDI), as the pages' <bdi> is.
+  function isolate(s) { return "\u2068" + s + "\u2069"; }
   function seg(s) { return encodeURIComponent(s); }
 
   function message(status, body) {
@@ -168,7 +170,7 @@
           if (xhr.status >= 200 && xhr.status < 300) {
             show(100);
             var slot = form.querySelector(".alert");
-            slot.textContent = "Uploaded “" + name + "”.";
+            slot.textContent = "Uploaded “" + isolate(name) + "”.";
             slot.classList.add("ok");
             slot.hidden = false;
             window.setTimeout(function () { window.location.reload(); }, 700);
@@ -193,7 +195,7 @@
       api("DELETE", "/user/" + seg(me())).then(function () { window.location.assign("/"); });
     } else if (action === "delete-video") {
       var id = el.getAttribute("data-id");
-      if (!window.confirm("Delete “" + el.getAttribute("data-name") + "”? This cannot be undone.")) return;
+      if (!window.confirm("Delete “" + isolate(el.getAttribute("data-name")) + "”? This cannot be undone.")) return;
       el.disabled = true;
       api("DELETE", "/user/" + seg(me()) + "/videos/" + id).then(function (r) {
         if (ok(r)) {
