@@ -24,7 +24,7 @@ const PLAYBACK_HEADERS: [HeaderName; 7] = [
 ];
 
 /// Response headers that describe one hop, not the resource; the proxy sets its own.
-pub(super) fn hop_by_hop(name: &str) -> bool {
+fn hop_by_hop(name: &str) -> bool {
     matches!(
         name,
         "connection"
