@@ -7,6 +7,7 @@ mod forward;
 mod pages;
 mod proxy;
 pub mod target;
+mod upload;
 
 use std::time::Duration;
 
@@ -55,7 +56,8 @@ impl WebState {
 pub struct Clients {
     /// JSON calls to the api: small bodies, short deadline.
     pub api: awc::Client,
-    /// The stream proxy: bodies of any size and duration, so no overall deadline.
+    /// The playback proxy: bodies of any size and duration, so no overall deadline. (Uploads
+    /// go through hyper, which reads an early answer; see `upload.rs`.)
     pub stream: awc::Client,
 }
 
@@ -137,6 +139,6 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<WebState>) {
                 .route(web::get().to(proxy::playback))
                 .route(web::head().to(proxy::playback)),
         )
-        .service(web::resource("/upload/{vid}").route(web::post().to(proxy::upload)))
+        .service(web::resource("/upload/{vid}").route(web::post().to(upload::upload)))
         .route("/statics/{name}", web::get().to(statics));
 }

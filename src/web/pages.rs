@@ -138,10 +138,10 @@ pub async fn user_home(
     match api.get::<client::VideoList>(&path).await {
         Ok(list) => {
             let videos = cards(list, |c| format!("/userhome?cursor={}", enc(c)));
-            let hint = Some(views::human_size(state.max_upload_bytes));
+            let max_upload_bytes = state.max_upload_bytes;
             html(
                 StatusCode::OK,
-                views::user_home(&UserHomePage { viewer, videos, max_upload_hint: hint }),
+                views::user_home(&UserHomePage { viewer, videos, max_upload_bytes }),
             )
         }
         Err(f) => failure(Some(viewer), &f),

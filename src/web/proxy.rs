@@ -1,10 +1,12 @@
-//! `/videos/:vid` and `/upload/:vid`, proxied to the stream service. Bodies stream through in
-//! both directions, chunk by chunk, so neither a video nor an upload is ever held whole; the
-//! stream's status and headers (206, 304, 416, 429 + Retry-After …) pass through.
+//! `/videos/:vid` proxied to the stream service with awc, and what both stream proxies share
+//! (the upload's is in `upload.rs`). Bodies stream through chunk by chunk, so a video is never
+//! held whole; the stream's status and headers (206, 304, 416, 429 + Retry-After …) pass
+//! through.
 
 use actix_web::body::{BodyStream, SizedStream};
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 
 use super::{Clients, WebState, session_of};
 use crate::auth::SESSION_HEADER;
@@ -22,9 +24,9 @@ const PLAYBACK_HEADERS: [HeaderName; 7] = [
 ];
 
 /// Response headers that describe one hop, not the resource; the proxy sets its own.
-fn hop_by_hop(name: &HeaderName) -> bool {
+fn hop_by_hop(name: &str) -> bool {
     matches!(
-        name.as_str(),
+        name,
         "connection"
             | "keep-alive"
             | "proxy-authenticate"
@@ -39,7 +41,7 @@ fn hop_by_hop(name: &HeaderName) -> bool {
 }
 
 /// The video id from the path, checked before it reaches another URL.
-fn video_id(req: &HttpRequest) -> Result<String, AppError> {
+pub(super) fn video_id(req: &HttpRequest) -> Result<String, AppError> {
     let vid = req.match_info().get("vid").unwrap_or_default();
     let canonical = vid.len() == 36
         && uuid::Uuid::try_parse(vid).is_ok_and(|u| u.hyphenated().to_string() == vid);
@@ -52,7 +54,7 @@ fn video_id(req: &HttpRequest) -> Result<String, AppError> {
 
 /// The client as the stream's limiter should see it: the peer appended to any forwarded chain
 /// (the stream service only believes the chain from trusted proxies such as this one).
-fn forwarded_for(req: &HttpRequest) -> Option<String> {
+pub(super) fn forwarded_for(req: &HttpRequest) -> Option<String> {
     let peer = req.peer_addr()?.ip().to_string();
     match req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
         Some(chain) if !chain.trim().is_empty() => Some(format!("{chain}, {peer}")),
@@ -81,34 +83,42 @@ fn outgoing(
     out
 }
 
+/// A declared `Content-Length`, when there is a valid one.
+pub(super) fn content_length(headers: &header::HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
 /// The stream's answer as ours: status and end-to-end headers as they are, the body streamed
 /// with its length kept (so the browser sees `Content-Length`, and HEAD stays bodiless).
-fn relay<S>(res: awc::ClientResponse<S>) -> HttpResponse
-where
-    S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>>
-        + Unpin
-        + 'static,
-{
-    let mut out = HttpResponse::build(res.status());
-    for (name, value) in res.headers() {
-        if !hop_by_hop(name) {
-            out.append_header((name.clone(), value.clone()));
+pub(super) struct Relay {
+    out: HttpResponseBuilder,
+    len: Option<u64>,
+    bodiless: bool,
+}
+
+impl Relay {
+    /// The answer's head, taken before its body is handed over.
+    pub(super) fn new(status: StatusCode, headers: &header::HeaderMap) -> Self {
+        let mut out = HttpResponse::build(status);
+        for (name, value) in headers {
+            if !hop_by_hop(name.as_str()) {
+                out.append_header((name.clone(), value.clone()));
+            }
         }
+        let bodiless = status == StatusCode::NOT_MODIFIED || status == StatusCode::NO_CONTENT;
+        Relay { out, len: content_length(headers), bodiless }
     }
-    let len = res
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let status = res.status();
-    if status == actix_web::http::StatusCode::NOT_MODIFIED
-        || status == actix_web::http::StatusCode::NO_CONTENT
+
+    pub(super) fn body<S, E>(mut self, body: S) -> HttpResponse
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Unpin + 'static,
+        E: Into<Box<dyn std::error::Error>> + 'static,
     {
-        return out.finish();
-    }
-    match len {
-        Some(len) => out.body(SizedStream::new(len, Coalesce::new(res))),
-        None => out.body(BodyStream::new(Coalesce::new(res))),
+        match (self.bodiless, self.len) {
+            (true, _) => self.out.finish(),
+            (false, Some(len)) => self.out.body(SizedStream::new(len, Coalesce::new(body))),
+            (false, None) => self.out.body(BodyStream::new(Coalesce::new(body))),
+        }
     }
 }
 
@@ -187,30 +197,5 @@ pub async fn playback(
         .send()
         .await
         .map_err(unreachable_stream)?;
-    Ok(relay(res))
-}
-
-/// `POST /upload/:vid`: the body goes on as it arrives; the stream service enforces the size
-/// limit and answers 413 as soon as it is crossed.
-pub async fn upload(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<WebState>,
-    clients: web::Data<Clients>,
-) -> Result<HttpResponse, AppError> {
-    state.check_origin(&req)?;
-    let vid = video_id(&req)?;
-    let url = format!("{}/upload/{vid}", state.stream);
-    let out = outgoing(&req, &clients, url, &[header::CONTENT_TYPE, header::ACCEPT]);
-    let len = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let sent = match len {
-        // Keeping the length lets the stream refuse an oversized file before reading it.
-        Some(len) => out.send_body(SizedStream::new(len, payload)).await,
-        None => out.send_stream(payload).await,
-    };
-    Ok(relay(sent.map_err(unreachable_stream)?))
+    Ok(Relay::new(res.status(), res.headers()).body(res))
 }

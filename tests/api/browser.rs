@@ -14,6 +14,8 @@ use crate::helpers::TestApp;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// `--max-upload-bytes` of the browser test's node: 1 MiB, well above the test clip.
+const LIMIT: u64 = 1 << 20;
 
 /// Kills chromedriver when the test ends, however it ends.
 struct Driver(Child);
@@ -149,6 +151,74 @@ async fn path_is(c: &Client, path: &str) {
     until(c, "document.readyState === 'complete'", "page load").await;
 }
 
+/// The upload form's alert, once it shows something.
+async fn upload_alert(c: &Client) -> String {
+    let js = "!document.querySelector('#upload-form .alert').hidden \
+              && document.querySelector('#upload-form .alert').textContent";
+    let text = until(c, js, "the upload form's alert").await;
+    text.as_str().expect("text").to_owned()
+}
+
+/// Chooses `file` on a freshly loaded `/userhome` and submits it as `title`.
+async fn submit_upload(c: &Client, web: &str, title: &str, file: &Path) {
+    c.goto(&format!("{web}/userhome")).await.expect("userhome");
+    path_is(c, "/userhome").await;
+    fill(c, "#up-name", title).await;
+    let input = c.find(Locator::Css("#up-file")).await.expect("file input");
+    input.send_keys(&file.display().to_string()).await.expect("file chosen");
+    click(c, "#upload-form button[type=submit]").await;
+}
+
+async fn rows(c: &Client) -> u64 {
+    let n = c.execute("return document.querySelectorAll('.row').length", vec![]).await;
+    n.expect("rows").as_u64().expect("a count")
+}
+
+/// A text file named `.mp4` is "not a video"; a file over the limit is refused by the page
+/// before anything is made or sent, and — with the page's check taken away — by the server,
+/// whose 413 reads the same.
+async fn upload_refusals(c: &Client, web: &str, dir: &Path) {
+    let text = dir.join("notes.mp4");
+    std::fs::write(&text, "These are my notes, not a video.\n".repeat(40)).expect("written");
+    submit_upload(c, web, "Not a video", &text).await;
+    let alert = upload_alert(c).await;
+    assert!(alert.contains("not a video"), "{alert}");
+    assert!(!alert.contains("busy"), "{alert}");
+    shot(c, "05a-upload-not-a-video").await;
+
+    // Over the limit: a WebM header, then 3 MiB of nothing.
+    let big = dir.join("big.webm");
+    let mut bytes = b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\x82\x84webm".to_vec();
+    bytes.resize(3 << 20, 0);
+    std::fs::write(&big, bytes).expect("written");
+    c.goto(&format!("{web}/userhome")).await.expect("userhome");
+    path_is(c, "/userhome").await;
+    let before = rows(c).await;
+    submit_upload(c, web, "Too big", &big).await;
+    let alert = upload_alert(c).await;
+    assert!(alert.contains("too large") && alert.contains("1.0 MB"), "{alert}");
+    let sent = c.execute("return document.getElementById('up-progress').hidden", vec![]).await;
+    assert_eq!(sent.expect("hidden"), json!(true), "nothing was sent");
+    shot(c, "05b-upload-too-large").await;
+    c.goto(&format!("{web}/userhome")).await.expect("userhome");
+    path_is(c, "/userhome").await;
+    assert_eq!(rows(c).await, before, "no video record was made for the refused file");
+
+    // The same file with the page's check removed: the stream's 413 comes back as soon as the
+    // limit is crossed, and reads the same.
+    fill(c, "#up-name", "Too big, sent anyway").await;
+    c.execute("document.getElementById('upload-form').removeAttribute('data-max-bytes')", vec![])
+        .await
+        .expect("the check is removed");
+    let input = c.find(Locator::Css("#up-file")).await.expect("file input");
+    input.send_keys(&big.display().to_string()).await.expect("file chosen");
+    click(c, "#upload-form button[type=submit]").await;
+    let alert = upload_alert(c).await;
+    assert!(alert.contains("too large") && alert.contains("1.0 MB"), "{alert}");
+    assert!(!alert.contains("busy"), "{alert}");
+    shot(c, "05c-upload-too-large-server").await;
+}
+
 #[actix_web::test]
 async fn browser_end_to_end() {
     if let Some(why) = missing_tools() {
@@ -158,7 +228,8 @@ async fn browser_end_to_end() {
     }
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let clip = make_clip(tmp.path());
-    let app = TestApp::spawn().await;
+    // A small limit, so that a file over it is quick to make and to send.
+    let app = TestApp::spawn_with(|c| c.max_upload_bytes = LIMIT).await;
     let (_driver, c) = start_browser(&tmp.path().join("profile")).await;
     let web = app.web.clone();
 
@@ -217,6 +288,9 @@ async fn browser_end_to_end() {
     // After the reload the clip is listed, ready.
     until(&c, "[...document.querySelectorAll('.row')].some(r => r.textContent.includes('My browser clip') && r.textContent.includes('Ready'))", "the listed clip").await;
     shot(&c, "05-userhome-listed").await;
+
+    // Refused uploads say why, and not "busy".
+    upload_refusals(&c, &web, tmp.path()).await;
 
     // The feed shows it too.
     c.goto(&format!("{web}/")).await.expect("home");

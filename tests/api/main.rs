@@ -29,3 +29,4 @@ mod web_forward;
 mod web_pages;
 mod web_proxy;
 mod web_support;
+mod web_upload;

@@ -104,7 +104,7 @@ async fn watch_page_has_player_comments_and_form_when_signed_in() {
     assert!(html.contains(&format!(
         r#"<video id="player" controls playsinline preload="metadata" src="/videos/{vid}""#
     )));
-    assert!(html.contains("Cat jumps") && html.contains("@dave"));
+    assert!(html.contains("Cat jumps") && html.contains("@<bdi>dave</bdi>"));
     let (first, thanks) = (html.find("first!").expect("a"), html.find("thanks").expect("b"));
     assert!(thanks < first, "comments are newest first");
     assert!(!html.contains("comment-form"), "no form when signed out");
@@ -153,7 +153,7 @@ async fn user_page_lists_ready_videos_and_404s_unknown_users() {
     app.create_video(&user, "secret draft").await;
     let (status, html, _) = page(&app, &jar_of(&user), &format!("/u/{}", enc(name))).await;
     assert_eq!(status, 200);
-    assert!(html.contains("@小明") && html.contains("Dumplings"));
+    assert!(html.contains("@<bdi>小明</bdi>") && html.contains("Dumplings"));
     assert!(!html.contains("secret draft"), "the public page shows ready videos only");
     let (status, html, _) = page(&app, &Jar::default(), "/u/nobody").await;
     assert_eq!(status, 404);
@@ -215,4 +215,60 @@ async fn statics_are_served_from_the_binary_with_cache_headers() {
     let (status, _, _) = page(&app, &Jar::default(), "/statics/nope.css").await;
     assert_eq!(status, 404);
     assert!(!html.contains("http://") && !html.contains("https://"), "nothing from outside");
+}
+
+/// Where user text may appear unisolated: attributes no one reads on screen.
+const UNSHOWN: [&str; 3] = ["data-name=\"", "data-author=\"", "data-user=\""];
+
+/// Every occurrence of `needle` in `html` is isolated for bidi: the whole content of a `<bdi>`
+/// or of a `dir="auto"` element, or between FSI and PDI where no markup can go (the title).
+#[track_caller]
+fn assert_isolated(html: &str, needle: &str, path: &str) {
+    let mut seen = 0;
+    for (i, _) in html.match_indices(needle) {
+        seen += 1;
+        let (before, after) = (&html[..i], &html[i + needle.len()..]);
+        let isolated = (before.ends_with("<bdi>") && after.starts_with("</bdi>"))
+            || (before.ends_with("dir=\"auto\">") && after.starts_with("</"))
+            || (before.ends_with('\u{2068}') && after.starts_with('\u{2069}'))
+            || UNSHOWN.iter().any(|a| before.ends_with(a));
+        let tail: String =
+            before.chars().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect();
+        let after: String = after.chars().take(60).collect();
+        assert!(isolated, "{path}: {needle:?} is not isolated here: {tail}[{needle}]{after}");
+    }
+    assert!(seen > 0, "{path}: {needle:?} is not on the page");
+}
+
+#[actix_web::test]
+async fn user_text_is_isolated_for_bidi_everywhere() {
+    let app = TestApp::spawn().await;
+    // A right-to-left name, and a title and a comment carrying a right-to-left override that
+    // would otherwise turn the text after them around ("…exe.mp4" shown as "…4pm.exe").
+    let name = "נועה_01";
+    let noa = app.register(name).await;
+    let title = "\u{202E}4pm.exe";
+    let comment = "\u{202E}!olleh";
+    let vid = ready_video(&app, &noa, title).await;
+    let jar = jar_of(&noa);
+    let r = call(
+        &app,
+        &jar,
+        None,
+        json!({"url": format!("/videos/{vid}/comments"), "method": "POST", "req_body": {"content": comment}}),
+    )
+    .await;
+    r.assert_status(201);
+    let own_page = format!("/u/{}", enc(name));
+    for path in ["/".to_owned(), "/userhome".into(), format!("/watch/{vid}"), own_page.clone()] {
+        let (status, html, _) = page(&app, &jar, &path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_isolated(&html, name, &path);
+        assert_isolated(&html, title, &path);
+    }
+    let (_, html, _) = page(&app, &Jar::default(), &format!("/watch/{vid}")).await;
+    assert_isolated(&html, comment, "/watch");
+    assert!(html.contains(&format!("<title>\u{2068}{title}\u{2069} · douyin club</title>")));
+    let (_, html, _) = page(&app, &Jar::default(), &own_page).await;
+    assert!(html.contains(&format!("<title>@\u{2068}{name}\u{2069} · douyin club</title>")));
 }

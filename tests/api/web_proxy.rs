@@ -109,6 +109,10 @@ async fn uploads_stream_through_and_foreign_origins_are_refused() {
     assert_eq!(s.upload_len, body.len());
     assert_eq!(s.session.as_deref(), Some("sess-2"));
     assert_eq!(s.content_type.as_deref(), Some("video/webm"));
+    let declared = body.len().to_string();
+    assert_eq!(s.content_length.as_deref(), Some(declared.as_str()), "the length is kept");
+    assert_eq!(s.forwarded_for.as_deref(), Some("127.0.0.1"));
+    assert_eq!(s.cookie, None, "the browser's cookies stay with the proxy");
 
     // A chunked body of unknown length streams through as well.
     let chunks = futures_util::stream::iter(
@@ -123,6 +127,7 @@ async fn uploads_stream_through_and_foreign_origins_are_refused() {
         .expect("answers");
     assert_eq!(r.status().as_u16(), 201);
     assert_eq!(seen.lock().expect("not poisoned").upload_len, 1_000_000);
+    assert_eq!(seen.lock().expect("not poisoned").content_length, None, "sent chunked");
 
     let r = app
         .client

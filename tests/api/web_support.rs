@@ -119,6 +119,7 @@ pub struct Seen {
     pub cookie: Option<String>,
     pub upload_len: usize,
     pub content_type: Option<String>,
+    pub content_length: Option<String>,
 }
 
 /// The bytes the fake stream service plays: every byte value, many times over.
@@ -158,6 +159,7 @@ fn remember(req: &HttpRequest, seen: &Mutex<Seen>) {
     s.forwarded_for = h("x-forwarded-for");
     s.cookie = h("cookie");
     s.content_type = h("content-type");
+    s.content_length = h("content-length");
 }
 
 async fn fake_play(

@@ -59,8 +59,9 @@ pub struct HomePage {
 pub struct UserHomePage {
     pub viewer: Viewer,
     pub videos: VideoList,
-    /// Largest accepted file, shown next to the file input when known.
-    pub max_upload_hint: Option<String>,
+    /// Largest accepted file in bytes: shown next to the file input, and checked by the page
+    /// before it sends anything (the stream service stays the real guard).
+    pub max_upload_bytes: u64,
 }
 
 /// `/watch/:vid`: the player, the comments and the comment form.

@@ -2,7 +2,7 @@
 
 use maud::{Markup, html};
 
-use crate::layout::{alert_slot, page};
+use crate::layout::{Bdi, alert_slot, isolate, page};
 use crate::model::{
     CommentView, ErrorPage, HomePage, UserHomePage, UserPage, VideoCard, VideoList, VideoState,
     WatchPage, human_size, user_href, watch_href,
@@ -19,7 +19,7 @@ fn card(v: &VideoCard, show_author: bool) -> Markup {
             @match v.state {
                 VideoState::Ready => a.thumb href=(watch_href(&v.id, &v.author)) style=(format!("--h:{}", hue(&v.id))) {
                     span.play aria-hidden="true" { "▶" }
-                    span.sr-only { "Watch " (v.name) }
+                    span.sr-only { "Watch " (Bdi(&v.name)) }
                 },
                 VideoState::Pending => div.thumb.pending style=(format!("--h:{}", hue(&v.id))) {
                     span.play aria-hidden="true" { "…" }
@@ -28,11 +28,11 @@ fn card(v: &VideoCard, show_author: bool) -> Markup {
             div.meta {
                 h3.title {
                     @if v.state == VideoState::Ready {
-                        a href=(watch_href(&v.id, &v.author)) { (v.name) }
-                    } @else { (v.name) }
+                        a href=(watch_href(&v.id, &v.author)) { (Bdi(&v.name)) }
+                    } @else { (Bdi(&v.name)) }
                 }
                 p.sub {
-                    @if show_author { a href=(user_href(&v.author)) { "@" (v.author) } " · " }
+                    @if show_author { a href=(user_href(&v.author)) { "@" (Bdi(&v.author)) } " · " }
                     time datetime=(v.datetime) { (v.date) }
                 }
             }
@@ -98,19 +98,16 @@ pub fn home(p: &HomePage) -> Markup {
 
 /// `/userhome`: upload with progress, and the user's videos with status and delete.
 pub fn user_home(p: &UserHomePage) -> Markup {
+    let max = human_size(p.max_upload_bytes);
     let body = html! {
         h1 { "My videos" }
-        form.panel.upload #upload-form data-action="upload" {
+        form.panel.upload #upload-form data-action="upload" data-max-bytes=(p.max_upload_bytes) data-max-size=(max) {
             h2 { "Upload a clip" }
             label for="up-name" { "Title" }
             input #up-name name="name" required maxlength="200" placeholder="What is it about?";
             label for="up-file" { "Video file" }
             input #up-file name="file" type="file" accept="video/*" required aria-describedby="up-hint";
-            small #up-hint .hint {
-                "MP4, WebM, MOV or MKV"
-                @if let Some(max) = &p.max_upload_hint { ", up to " (max) }
-                "."
-            }
+            small #up-hint .hint { "MP4, WebM, MOV or MKV, up to " (max) "." }
             div.progress #up-progress hidden {
                 progress #up-bar max="100" value="0" aria-labelledby="up-pct" {}
                 span #up-pct aria-live="polite" { "0%" }
@@ -128,8 +125,8 @@ pub fn user_home(p: &UserHomePage) -> Markup {
                         li.row #(format!("video-{}", v.id)) data-video=(v.id) {
                             div.row-main {
                                 @if v.state == VideoState::Ready {
-                                    a.row-title href=(watch_href(&v.id, &v.author)) { (v.name) }
-                                } @else { span.row-title { (v.name) } }
+                                    a.row-title href=(watch_href(&v.id, &v.author)) { (Bdi(&v.name)) }
+                                } @else { span.row-title { (Bdi(&v.name)) } }
                                 p.sub {
                                     time datetime=(v.datetime) { (v.date) }
                                     @if let Some(s) = v.size { " · " (human_size(s)) }
@@ -139,7 +136,7 @@ pub fn user_home(p: &UserHomePage) -> Markup {
                                 VideoState::Ready => span.badge.ready { "Ready" },
                                 VideoState::Pending => span.badge.pending title="The file has not arrived yet" { "Pending" },
                             }
-                            button.btn.danger.small type="button" data-action="delete-video" data-id=(v.id) data-name=(v.name) aria-label=(format!("Delete “{}”", v.name)) { "Delete" }
+                            button.btn.danger.small type="button" data-action="delete-video" data-id=(v.id) data-name=(v.name) aria-label=(format!("Delete “{}”", isolate(&v.name))) { "Delete" }
                         }
                     }
                 }
@@ -156,10 +153,11 @@ fn comment(c: &CommentView) -> Markup {
     html! {
         li.comment #(format!("comment-{}", c.id)) {
             p.sub {
-                a.author href=(user_href(&c.author)) { "@" (c.author) }
+                a.author href=(user_href(&c.author)) { "@" (Bdi(&c.author)) }
                 " · " time datetime=(c.datetime) { (c.date) }
             }
-            p.text { (c.content) }
+            // A comment is a paragraph of its own: isolated, and set in its own direction.
+            p.text dir="auto" { (c.content) }
             @if c.can_delete {
                 button.link.danger type="button" data-action="delete-comment" data-id=(c.id) { "Delete" }
             }
@@ -179,9 +177,9 @@ pub fn watch(p: &WatchPage) -> Markup {
                 }
             }
             div.about {
-                h1 { (v.name) }
+                h1 { (Bdi(&v.name)) }
                 p.sub {
-                    a.author href=(user_href(&v.author)) { "@" (v.author) }
+                    a.author href=(user_href(&v.author)) { "@" (Bdi(&v.author)) }
                     " · " time datetime=(v.datetime) { (v.date) }
                 }
                 @if p.is_owner {
@@ -211,16 +209,16 @@ pub fn watch(p: &WatchPage) -> Markup {
             }
         }
     };
-    page(&v.name, p.viewer.as_ref(), body)
+    page(&isolate(&v.name), p.viewer.as_ref(), body)
 }
 
 /// `/u/:username`: one user's ready videos.
 pub fn user_page(p: &UserPage) -> Markup {
     let body = html! {
-        h1 { "@" (p.user) }
+        h1 { "@" (Bdi(&p.user)) }
         (grid(&p.videos, false, "No videos yet."))
     };
-    page(&format!("@{}", p.user), p.viewer.as_ref(), body)
+    page(&format!("@{}", isolate(&p.user)), p.viewer.as_ref(), body)
 }
 
 /// Any failure, in words a visitor understands.
@@ -264,5 +262,79 @@ mod tests {
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("data-user=\"x&quot;y\""));
         assert!(html.contains("a%3Cb"));
+    }
+
+    /// Where `needle` may appear unisolated: attributes no one reads on screen.
+    const UNSHOWN: [&str; 3] = ["data-name=\"", "data-author=\"", "data-user=\""];
+
+    /// Every occurrence of `needle` in `html` is isolated for bidi: the whole content of a
+    /// `<bdi>` or of a `dir="auto"` element, or between FSI and PDI where no markup can go.
+    #[track_caller]
+    fn assert_isolated(html: &str, needle: &str) {
+        let mut seen = 0;
+        for (i, _) in html.match_indices(needle) {
+            seen += 1;
+            let (before, after) = (&html[..i], &html[i + needle.len()..]);
+            let isolated = (before.ends_with("<bdi>") && after.starts_with("</bdi>"))
+                || (before.ends_with("dir=\"auto\">") && after.starts_with("</"))
+                || (before.ends_with('\u{2068}') && after.starts_with('\u{2069}'))
+                || UNSHOWN.iter().any(|a| before.ends_with(a));
+            if !isolated {
+                let tail: String = before.chars().rev().take(60).collect();
+                let after: String = after.chars().take(60).collect();
+                let context =
+                    format!("{}[{needle}]{after}", tail.chars().rev().collect::<String>());
+                panic!("{needle:?} is not isolated here: {context:?}");
+            }
+        }
+        assert!(seen > 0, "{needle:?} is not on the page");
+    }
+
+    #[test]
+    fn isolates_user_text_for_bidi() {
+        // A right-to-left override that would turn "…exe.mp4" around, and a Hebrew name.
+        let name = "\u{202E}4pm.exe";
+        let author = "אבי_01";
+        let comment = "\u{202E}!tnemmoc a";
+        let mut v = video(name);
+        v.author = author.into();
+        let viewer = Some(Viewer { name: author.into() });
+        let list = VideoList { videos: vec![v.clone()], next_href: None };
+        let mut pending = v.clone();
+        pending.state = VideoState::Pending;
+        let mine = VideoList { videos: vec![v.clone(), pending], next_href: None };
+        let watch_page = WatchPage {
+            viewer: viewer.clone(),
+            video: v.clone(),
+            src: "/videos/x".into(),
+            comments: vec![CommentView {
+                id: "c1".into(),
+                author: author.into(),
+                content: comment.into(),
+                date: "d".into(),
+                datetime: "t".into(),
+                can_delete: true,
+            }],
+            more_comments_href: None,
+            is_owner: true,
+        };
+        let pages = [
+            home(&HomePage { viewer: viewer.clone(), feed: list.clone() }).into_string(),
+            user_home(&UserHomePage {
+                viewer: Viewer { name: author.into() },
+                videos: mine,
+                max_upload_bytes: 1 << 20,
+            })
+            .into_string(),
+            watch(&watch_page).into_string(),
+            user_page(&UserPage { viewer, user: author.into(), videos: list }).into_string(),
+        ];
+        for html in &pages {
+            assert_isolated(html, name);
+            assert_isolated(html, author);
+        }
+        assert_isolated(&pages[2], comment);
+        assert!(pages[2].contains("<title>\u{2068}\u{202E}4pm.exe\u{2069} · douyin club</title>"));
+        assert!(pages[3].contains("<title>@\u{2068}אבי_01\u{2069} · douyin club</title>"));
     }
 }

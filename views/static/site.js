@@ -13,13 +13,15 @@
     "005": "You are not allowed to do that.",
     "006": "It is gone — it may have been deleted.",
     "007": "That is taken already — try another name.",
-    "008": "That file is too large.",
+    "008": "That is too large.",
     "009": "That file is not a video we recognise (MP4, WebM, MOV or MKV).",
     "010": "Too many requests — please wait a few seconds and try again.",
     "011": "The site is busy right now. Please try again shortly."
   };
 
   function me() { return document.body.getAttribute("data-user"); }
+  // User text inside a sentence of ours, isolated for bidi (FSI … PDI), as the pages' <bdi> is.
+  function isolate(s) { return "\u2068" + s + "\u2069"; }
   function seg(s) { return encodeURIComponent(s); }
 
   function message(status, body) {
@@ -101,8 +103,38 @@
     });
   });
 
-  // Upload: create the video record, then send the file with XMLHttpRequest, whose upload
-  // progress events drive the bar (fetch has none).
+  // Why an upload was refused, in the words of what the visitor can do about it. The stream
+  // service answers these before the file is through (the web relays them at once), so they
+  // are shown as what they are, never as "busy".
+  function uploadMessage(form, status, body) {
+    var code = body && body.error_code;
+    var pending = " The video stays pending; you can delete it and try again.";
+    if (status === 413 || code === "008") return tooLarge(form, null) + pending;
+    if (status === 415 || code === "009") return FRIENDLY["009"] + pending;
+    if (status === 409 || code === "007") return "This video already has its file — reload the page to see it.";
+    if (status === 404 || code === "006") return "This video is gone — it may have been deleted. Reload the page.";
+    if (status === 401 || code === "002") return "Your session has ended — please sign in again, then upload.";
+    return message(status, body) + pending;
+  }
+
+  function tooLarge(form, size) {
+    var limit = form.getAttribute("data-max-size");
+    var text = "That file is too large";
+    if (size !== null) text += " (" + humanSize(size) + ")";
+    return text + (limit ? " — the limit is " + limit + "." : ".");
+  }
+
+  // Binary multiples with one decimal, as the server's hint next to the input shows them.
+  function humanSize(bytes) {
+    if (bytes < 1024) return bytes + " B";
+    var units = ["KB", "MB", "GB", "TB"];
+    var v = bytes / 1024, u = 0;
+    while (v >= 1024 && u + 1 < units.length) { v /= 1024; u++; }
+    return v.toFixed(1) + " " + units[u];
+  }
+
+  // Upload: check the size, create the video record, then send the file with XMLHttpRequest,
+  // whose upload progress events drive the bar (fetch has none).
   onSubmit("upload", function (form) {
     var file = form.file.files[0];
     var name = form.name.value.trim();
@@ -111,6 +143,10 @@
     var pct = document.getElementById("up-pct");
     function show(p) { bar.value = p; pct.textContent = p + "%"; }
     if (!file) { showError(form, "Choose a video file first."); return Promise.resolve(); }
+    // A file over the limit is refused here, before a record is made or a byte is sent; the
+    // stream service still checks, and its 413 is shown the same way.
+    var max = Number(form.getAttribute("data-max-bytes"));
+    if (max > 0 && file.size > max) { showError(form, tooLarge(form, file.size)); return Promise.resolve(); }
     return api("POST", "/user/" + seg(me()) + "/videos", { name: name }).then(function (r) {
       if (!ok(r)) { showError(form, message(r.status, r.body)); return; }
       var vid = r.body.id;
@@ -134,12 +170,13 @@
           if (xhr.status >= 200 && xhr.status < 300) {
             show(100);
             var slot = form.querySelector(".alert");
-            slot.textContent = "Uploaded “" + name + "”.";
+            slot.textContent = "Uploaded “" + isolate(name) + "”.";
             slot.classList.add("ok");
             slot.hidden = false;
             window.setTimeout(function () { window.location.reload(); }, 700);
           } else {
-            showError(form, message(xhr.status, body) + " The video stays pending; you can delete it and try again.");
+            box.hidden = true;
+            showError(form, uploadMessage(form, xhr.status, body));
           }
           resolve();
         });
@@ -158,7 +195,7 @@
       api("DELETE", "/user/" + seg(me())).then(function () { window.location.assign("/"); });
     } else if (action === "delete-video") {
       var id = el.getAttribute("data-id");
-      if (!window.confirm("Delete “" + el.getAttribute("data-name") + "”? This cannot be undone.")) return;
+      if (!window.confirm("Delete “" + isolate(el.getAttribute("data-name")) + "”? This cannot be undone.")) return;
       el.disabled = true;
       api("DELETE", "/user/" + seg(me()) + "/videos/" + id).then(function (r) {
         if (ok(r)) {
