@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::SESSION_HEADER;
+use crate::error::ErrorCode;
 
 /// A video object, with the fields the pages show.
 #[derive(Debug, Deserialize)]
@@ -49,18 +50,18 @@ pub struct UserJson {
 #[derive(Debug, Clone)]
 pub struct ApiFailure {
     pub status: u16,
-    pub code: String,
+    pub code: ErrorCode,
 }
 
 impl ApiFailure {
     fn unavailable() -> Self {
-        ApiFailure { status: 503, code: "011".into() }
+        ApiFailure { status: 503, code: ErrorCode::Unavailable }
     }
 }
 
 #[derive(Deserialize)]
 struct ErrorJson {
-    error_code: String,
+    error_code: ErrorCode,
 }
 
 /// One page request's view of the api: the base URL and the caller's session, if any.
@@ -91,12 +92,12 @@ impl Api<'_> {
         if res.status().is_success() {
             serde_json::from_slice(&body).map_err(|e| {
                 log::error!("api answered {path} with unexpected JSON: {e}");
-                ApiFailure { status: 500, code: "004".into() }
+                ApiFailure { status: 500, code: ErrorCode::Internal }
             })
         } else {
             let code = serde_json::from_slice::<ErrorJson>(&body)
                 .map(|e| e.error_code)
-                .unwrap_or_else(|_| "004".into());
+                .unwrap_or(ErrorCode::Internal);
             Err(ApiFailure { status: res.status().as_u16(), code })
         }
     }

@@ -27,13 +27,7 @@ struct Envelope {
 }
 
 fn parse(req: &HttpRequest, body: &[u8]) -> Result<Envelope, AppError> {
-    let json = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
-    if !json {
+    if crate::headers::media_type(req.headers()) != "application/json" {
         return Err(AppError::BadRequest("Content-Type must be application/json".into()));
     }
     if body.len() > MAX_BODY {

@@ -13,6 +13,7 @@ use views::{
 
 use super::client::{self, Api, ApiFailure};
 use super::{Clients, USER_COOKIE, WebState, session_of};
+use crate::error::ErrorCode;
 
 /// Cards per feed page: a phone screen or two.
 const FEED_PAGE: u32 = 24;
@@ -40,19 +41,24 @@ fn html(status: StatusCode, markup: Markup) -> HttpResponse {
 
 /// A failed api call as a friendly page with the api's status.
 fn failure(viewer: Option<Viewer>, f: &ApiFailure) -> HttpResponse {
-    let (title, message) = match f.code.as_str() {
-        "001" | "006" => {
+    let (title, message) = match f.code {
+        ErrorCode::BadRequest | ErrorCode::NotFound => {
             ("Not found", "There is nothing here — it may have been deleted, or the link is wrong.")
         }
-        "002" => ("Please sign in", "Your session has ended. Sign in again to continue."),
-        "005" => ("Not yours", "This belongs to someone else."),
-        "010" => ("Slow down", "Too many requests at once. Wait a few seconds and reload."),
-        "011" => {
+        ErrorCode::Unauthorized => {
+            ("Please sign in", "Your session has ended. Sign in again to continue.")
+        }
+        ErrorCode::Forbidden => ("Not yours", "This belongs to someone else."),
+        ErrorCode::RateLimited => {
+            ("Slow down", "Too many requests at once. Wait a few seconds and reload.")
+        }
+        ErrorCode::Unavailable => {
             ("We are busy", "The site is overloaded or restarting. Please try again in a moment.")
         }
         _ => ("Something went wrong", "That is our fault, not yours. Please try again shortly."),
     };
-    let status = if f.code == "001" { 404 } else { f.status };
+    // A malformed id in a page's link is a page that does not exist.
+    let status = if f.code == ErrorCode::BadRequest { 404 } else { f.status };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let page =
         ErrorPage { viewer, status: status.as_u16(), title: title.into(), message: message.into() };
@@ -60,7 +66,7 @@ fn failure(viewer: Option<Viewer>, f: &ApiFailure) -> HttpResponse {
 }
 
 fn not_found(viewer: Option<Viewer>) -> HttpResponse {
-    failure(viewer, &ApiFailure { status: 404, code: "006".into() })
+    failure(viewer, &ApiFailure { status: 404, code: ErrorCode::NotFound })
 }
 
 fn card(v: client::VideoJson) -> VideoCard {
@@ -177,7 +183,7 @@ pub async fn user(
 async fn find_video(api: &Api<'_>, vid: &str) -> Result<Option<client::VideoJson>, ApiFailure> {
     match api.get::<client::VideoJson>(&format!("/videos/{vid}")).await {
         Ok(v) => Ok(Some(v)),
-        Err(f) if f.code == "006" || f.code == "001" => Ok(None),
+        Err(f) if matches!(f.code, ErrorCode::NotFound | ErrorCode::BadRequest) => Ok(None),
         Err(f) => Err(f),
     }
 }

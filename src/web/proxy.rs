@@ -11,6 +11,8 @@ use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use super::{Clients, WebState, session_of};
 use crate::auth::SESSION_HEADER;
 use crate::error::AppError;
+use crate::headers::content_length;
+use actors::model::VideoId;
 
 /// Request headers a browser sends that matter to the stream service.
 const PLAYBACK_HEADERS: [HeaderName; 7] = [
@@ -41,15 +43,8 @@ fn hop_by_hop(name: &str) -> bool {
 }
 
 /// The video id from the path, checked before it reaches another URL.
-pub(super) fn video_id(req: &HttpRequest) -> Result<String, AppError> {
-    let vid = req.match_info().get("vid").unwrap_or_default();
-    let canonical = vid.len() == 36
-        && uuid::Uuid::try_parse(vid).is_ok_and(|u| u.hyphenated().to_string() == vid);
-    if canonical {
-        Ok(vid.to_owned())
-    } else {
-        Err(AppError::BadRequest("video id must be a lowercase hyphenated UUID".into()))
-    }
+pub(super) fn video_id(req: &HttpRequest) -> Result<VideoId, AppError> {
+    Ok(req.match_info().get("vid").unwrap_or_default().parse()?)
 }
 
 /// The client as the stream's limiter should see it: the peer appended to any forwarded chain
@@ -81,11 +76,6 @@ fn outgoing(
         out = out.insert_header(("x-forwarded-for", xff));
     }
     out
-}
-
-/// A declared `Content-Length`, when there is a valid one.
-pub(super) fn content_length(headers: &header::HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 /// The stream's answer as ours: status and end-to-end headers as they are, the body streamed

@@ -3,6 +3,7 @@
 //! of it can reach another host or another path.
 
 use actix_web::http::Method;
+use actors::model::{CommentId, VideoId};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 /// Characters left as they are in a rebuilt path segment: RFC 3986's unreserved set.
@@ -32,10 +33,6 @@ pub struct Target {
 /// Why a `url`/`method` pair was refused; the text goes into the 400's `error`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused(pub &'static str);
-
-fn is_uuid(s: &str) -> bool {
-    s.len() == 36 && uuid::Uuid::try_parse(s).is_ok_and(|u| u.hyphenated().to_string() == s)
-}
 
 /// Checks `url` and `method` against the api table.
 pub fn check(url: &str, method: &str) -> Result<Target, Refused> {
@@ -69,7 +66,8 @@ pub fn check(url: &str, method: &str) -> Result<Target, Refused> {
         segments.push(seg.into_owned());
     }
     let s: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let uuid = |i: usize| is_uuid(s[i]);
+    let video = |i: usize| s[i].parse::<VideoId>().is_ok();
+    let comment = |i: usize| s[i].parse::<CommentId>().is_ok();
     let (allowed, effect): (&[Method], Effect) = match s.as_slice() {
         ["user"] => (&[Method::POST], Effect::SignIn { user: None }),
         ["user", name] => match method {
@@ -78,10 +76,10 @@ pub fn check(url: &str, method: &str) -> Result<Target, Refused> {
             _ => (&[Method::GET], Effect::None),
         },
         ["user", _, "videos"] => (&[Method::GET, Method::POST], Effect::None),
-        ["user", _, "videos", _] if uuid(3) => (&[Method::GET, Method::DELETE], Effect::None),
+        ["user", _, "videos", _] if video(3) => (&[Method::GET, Method::DELETE], Effect::None),
         ["videos"] => (&[Method::GET], Effect::None),
-        ["videos", _, "comments"] if uuid(1) => (&[Method::GET, Method::POST], Effect::None),
-        ["videos", _, "comment", _] if uuid(1) && uuid(3) => (&[Method::DELETE], Effect::None),
+        ["videos", _, "comments"] if video(1) => (&[Method::GET, Method::POST], Effect::None),
+        ["videos", _, "comment", _] if video(1) && comment(3) => (&[Method::DELETE], Effect::None),
         _ => return Err(Refused("url is not one of the api's paths")),
     };
     if !allowed.contains(&method) {

@@ -22,10 +22,12 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::sync::mpsc;
 
-use super::proxy::{Relay, content_length, forwarded_for, video_id};
+use super::proxy::{Relay, forwarded_for, video_id};
 use super::{WebState, session_of};
 use crate::auth::SESSION_HEADER;
 use crate::error::AppError;
+use crate::headers::content_length;
+use actors::model::VideoId;
 
 /// How long reaching the stream service may take; the same as the playback proxy's connector.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -127,7 +129,7 @@ impl Upstream {
 fn outgoing(
     req: &HttpRequest,
     up: &Upstream,
-    vid: &str,
+    vid: &VideoId,
     body: Feed,
 ) -> Result<hyper::Request<Feed>, AppError> {
     let mut out = hyper::Request::post(format!("{}/upload/{vid}", up.prefix))

@@ -23,6 +23,14 @@ fn form(data: &[u8]) -> Vec<u8> {
     body
 }
 
+/// Which service an upload is sent to: the stream service itself, or the web's proxy (which
+/// takes the session from the browser's cookie).
+#[derive(Debug, Clone, Copy)]
+enum Via {
+    Stream,
+    Web,
+}
+
 /// Connects to the stream service and sends the head of an upload declaring `len` bytes.
 async fn upload_head(
     app: &TestApp,
@@ -31,11 +39,25 @@ async fn upload_head(
     content_type: &str,
     len: usize,
 ) -> TcpStream {
-    let mut s = TcpStream::connect(host_of(&app.stream)).await.expect("connect");
+    upload_head_via(Via::Stream, app, user, vid, content_type, len).await
+}
+
+async fn upload_head_via(
+    via: Via,
+    app: &TestApp,
+    user: &TestUser,
+    vid: &str,
+    content_type: &str,
+    len: usize,
+) -> TcpStream {
+    let (base, auth) = match via {
+        Via::Stream => (&app.stream, format!("X-Session-Id: {}", user.session)),
+        Via::Web => (&app.web, format!("Cookie: session={}", user.session)),
+    };
+    let mut s = TcpStream::connect(host_of(base)).await.expect("connect");
     let head = format!(
-        "POST /upload/{vid} HTTP/1.1\r\nHost: x\r\nX-Session-Id: {}\r\nContent-Type: {content_type}\r\n\
-         Content-Length: {len}\r\n\r\n",
-        user.session,
+        "POST /upload/{vid} HTTP/1.1\r\nHost: x\r\n{auth}\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {len}\r\n\r\n"
     );
     s.write_all(head.as_bytes()).await.expect("head");
     s
@@ -51,7 +73,19 @@ async fn post_raw(
     body: &[u8],
     wait: Duration,
 ) -> Option<(u16, String)> {
-    let mut s = upload_head(app, user, vid, content_type, body.len()).await;
+    post_raw_via(Via::Stream, app, user, vid, content_type, body, wait).await
+}
+
+async fn post_raw_via(
+    via: Via,
+    app: &TestApp,
+    user: &TestUser,
+    vid: &str,
+    content_type: &str,
+    body: &[u8],
+    wait: Duration,
+) -> Option<(u16, String)> {
+    let mut s = upload_head_via(via, app, user, vid, content_type, body.len()).await;
     // The server may answer and close before reading everything; that is its right.
     let _ = s.write_all(body).await;
     let mut out = Vec::new();
@@ -95,13 +129,17 @@ async fn a_multipart_body_cut_short_of_its_closing_boundary_gets_400_and_frees_e
     let ct = format!("multipart/form-data; boundary={BOUNDARY}");
     let full = form(&fake_mp4(50_000));
     let closing = format!("\r\n--{BOUNDARY}--\r\n").len();
-    for tail in ["", "\r", "\r\n", "\r\n-", "\r\n--", "\r\n--XyZb", "\r\n--XyZb-"] {
-        let mut body = full[..full.len() - closing].to_vec();
-        body.extend_from_slice(tail.as_bytes());
-        let answer = post_raw(&app, &alice, &vid, &ct, &body, Duration::from_secs(5)).await;
-        let (status, text) = answer.unwrap_or_else(|| panic!("no answer for tail {tail:?}"));
-        assert_eq!(status, 400, "tail {tail:?}: {text}");
-        assert!(text.contains("\"error_code\":\"001\""), "{text}");
+    for via in [Via::Stream, Via::Web] {
+        for tail in ["", "\r", "\r\n", "\r\n-", "\r\n--", "\r\n--XyZb", "\r\n--XyZb-"] {
+            let mut body = full[..full.len() - closing].to_vec();
+            body.extend_from_slice(tail.as_bytes());
+            let wait = Duration::from_secs(5);
+            let answer = post_raw_via(via, &app, &alice, &vid, &ct, &body, wait).await;
+            let (status, text) =
+                answer.unwrap_or_else(|| panic!("no answer for tail {tail:?} via {via:?}"));
+            assert_eq!(status, 400, "tail {tail:?} via {via:?}: {text}");
+            assert!(text.contains("\"error_code\":\"001\""), "{text}");
+        }
     }
     eventually("slots released", || async { metric(&app, "active_streams").await == 0.0 }).await;
     eventually("no partial files", || async { partial_files(&app.data_dir()).is_empty() }).await;
