@@ -9,13 +9,12 @@ use serde_json::Value;
 
 use super::target::{self, Effect};
 use super::{Clients, USER_COOKIE, WebState, cookie, removal, session_of};
-use crate::auth::{SESSION_COOKIE, SESSION_HEADER};
+use crate::auth::SESSION_COOKIE;
 use crate::error::AppError;
+use bytes::Bytes;
 
 /// The largest `/api` body, as for the api's own JSON bodies.
 const MAX_BODY: usize = 64 * 1024;
-/// The largest api answer read back; api answers are pages of at most 100 small objects.
-const MAX_REPLY: usize = 4 << 20;
 
 #[derive(Debug, Deserialize)]
 struct Envelope {
@@ -48,34 +47,28 @@ pub async fn forward(
     let envelope = parse(&req, &body)?;
     let target = target::check(&envelope.url, &envelope.method)
         .map_err(|r| AppError::BadRequest(r.0.to_owned()))?;
-    let mut call = clients
-        .api
-        .request(target.method.clone(), format!("{}{}", state.api, target.path_and_query))
-        .insert_header((header::ACCEPT, "application/json"));
-    if let Some(session) = session_of(&req) {
-        call = call.insert_header((SESSION_HEADER, session));
-    }
-    let sent = match envelope.req_body {
-        None | Some(Value::Null) if target.method != actix_web::http::Method::POST => {
-            call.send().await
-        }
-        None | Some(Value::Null) => call.content_type("application/json").send_body("").await,
-        Some(Value::String(text)) => call.content_type("application/json").send_body(text).await,
-        Some(value) => call.send_json(&value).await,
+    let call_body = match envelope.req_body {
+        None | Some(Value::Null) if target.method != actix_web::http::Method::POST => None,
+        None | Some(Value::Null) => Some(Bytes::new()),
+        Some(Value::String(text)) => Some(Bytes::from(text)),
+        Some(value) => Some(Bytes::from(value.to_string())),
     };
-    let mut res = sent.map_err(|e| {
-        log::warn!("api unreachable: {e}");
-        AppError::Unavailable
-    })?;
-    let reply = res.body().limit(MAX_REPLY).await.map_err(|e| {
-        log::warn!("api reply unreadable: {e}");
-        AppError::Unavailable
-    })?;
-    let status = res.status();
+    let url = format!("{}{}", state.api, target.path_and_query);
+    let session = session_of(&req);
+    let res = clients.api.call(&target.method, &url, session.as_deref(), call_body).await.map_err(
+        |e| {
+            log::warn!("api call {}: {e}", target.path_and_query);
+            AppError::Unavailable
+        },
+    )?;
+    let reply = res.body;
+    let status = res.status;
     let mut out = HttpResponse::build(status);
-    for name in [header::CONTENT_TYPE, header::RETRY_AFTER] {
-        if let Some(v) = res.headers().get(&name) {
-            out.insert_header((name, v.clone()));
+    for (name, value) in
+        [(header::CONTENT_TYPE, res.content_type), (header::RETRY_AFTER, res.retry_after)]
+    {
+        if let Some(v) = value {
+            out.insert_header((name, v));
         }
     }
     out.insert_header((header::CACHE_CONTROL, "no-store"));

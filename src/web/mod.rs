@@ -55,7 +55,7 @@ impl WebState {
 /// The HTTP clients of one worker (`awc::Client` is not `Send`, so each worker builds its own).
 pub struct Clients {
     /// JSON calls to the api: small bodies, short deadline.
-    pub api: awc::Client,
+    pub api: client::ApiHttp,
     /// The playback proxy: bodies of any size and duration, so no overall deadline. (Uploads
     /// go through hyper, which reads an early answer; see `upload.rs`.)
     pub stream: awc::Client,
@@ -66,12 +66,7 @@ impl Clients {
         // Pooled connections are given up before the services' own 5 s keep-alive closes them,
         // so a request never goes out on a connection the other side is closing.
         let pooled = Duration::from_secs(4);
-        let api = awc::Client::builder()
-            .connector(awc::Connector::new().conn_keep_alive(pooled))
-            .timeout(Duration::from_secs(15))
-            .disable_redirects()
-            .no_default_headers()
-            .finish();
+        let api = client::ApiHttp::new();
         let connector = awc::Connector::new()
             .limit(1024)
             .timeout(Duration::from_secs(5))
