@@ -105,8 +105,8 @@ pub async fn raw_exchange(url: &str, request: &[u8]) -> (u16, Bytes) {
     (status, body)
 }
 
-/// Reads the response head of a raw connection (up to the blank line).
-pub async fn read_head(s: &mut TcpStream) -> String {
+/// Reads the response head of a raw connection, or of its read half (up to the blank line).
+pub async fn read_head(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {

@@ -9,11 +9,10 @@ use std::time::{Duration, Instant};
 use actix_web::rt::net::TcpStream;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::tcp::OwnedReadHalf;
 
 use crate::helpers::{TestApp, read_reply};
 use crate::stream_support::{
-    etag_of, eventually, fake_mp4, header, host_of, metric, partial_files,
+    etag_of, eventually, fake_mp4, header, host_of, metric, partial_files, read_head,
 };
 use crate::web_support::jar_of;
 
@@ -136,21 +135,6 @@ async fn slow_upload(
         closed_after,
         write_error,
     }
-}
-
-/// Reads a response head (up to the blank line) from the read half of a connection.
-async fn read_head(rd: &mut OwnedReadHalf) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(10), rd.read(&mut byte))
-            .await
-            .expect("the head arrives in time")
-            .expect("read");
-        assert!(n > 0, "connection closed before the head: {}", String::from_utf8_lossy(&head));
-        head.push(byte[0]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
 }
 
 /// The refusal arrived quickly and whole, and the web stopped taking the body.
