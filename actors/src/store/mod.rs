@@ -62,12 +62,17 @@ impl VideoStore {
             c.set_prepared_statement_cache_capacity(128);
             // WAL lets readers run beside the writer; synchronous=FULL makes every commit
             // durable before the reply (a 204 never outlives a power cut); busy_timeout
-            // queues writers instead of failing them; foreign keys are off by default.
+            // queues writers instead of failing them; foreign keys are off by default. Each
+            // connection's page cache is held to 512 KiB (SQLite's default is 2 MiB): the hot
+            // pages of a feed or a comment page are few, the OS page cache holds the file
+            // anyway, and six pooled connections at 2 MiB kept up to 12 MiB resident for good
+            // after a busy spell.
             c.execute_batch(
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
                  PRAGMA busy_timeout = 5000;
-                 PRAGMA foreign_keys = ON;",
+                 PRAGMA foreign_keys = ON;
+                 PRAGMA cache_size = -512;",
             )
         });
         let pool = r2d2::Pool::builder()
