@@ -1,0 +1,61 @@
+//! Video files behind a small trait: a local directory ([`LocalBlobs`]) now, an S3-compatible
+//! object store later. Files are immutable once committed, and a file
+//! is visible only once complete, so readers never see a partial file.
+
+use std::fmt;
+use std::io;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::model::VideoId;
+
+mod local;
+mod pool;
+
+pub use local::{LocalBlobs, ReadMode};
+pub use pool::READ_BUF;
+
+/// Where committed video files live.
+#[async_trait]
+pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Removes a video's file; `Ok(false)` when there was none (already removed).
+    async fn remove(&self, video: VideoId) -> io::Result<bool>;
+
+    /// Every video id that has a committed file (for reconciliation with the database).
+    async fn list(&self) -> io::Result<Vec<VideoId>>;
+
+    /// Opens a committed file for reading; `NotFound` when there is none.
+    async fn open(&self, video: VideoId) -> io::Result<Arc<dyn BlobReader>>;
+
+    /// Starts writing `video`'s file. Nothing is visible until [`BlobWriter::commit`]; dropping
+    /// the writer discards what was written. One write per video at a time is the caller's rule
+    /// (see `upload::Uploads`).
+    async fn begin_write(&self, video: VideoId) -> io::Result<Box<dyn BlobWriter>>;
+}
+
+/// Random access to one committed, immutable file.
+#[async_trait]
+pub trait BlobReader: Send + Sync + fmt::Debug + 'static {
+    /// The file's size in bytes.
+    fn len(&self) -> u64;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Up to `len` bytes from `offset` (fewer only at the end of the file).
+    async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes>;
+}
+
+/// A file being written.
+#[async_trait]
+pub trait BlobWriter: Send + fmt::Debug {
+    /// Appends `data`.
+    async fn append(&mut self, data: Bytes) -> io::Result<()>;
+
+    /// Makes the file durable and visible under its video id, replacing a leftover file of a
+    /// video that never became ready.
+    async fn commit(self: Box<Self>) -> io::Result<()>;
+}
