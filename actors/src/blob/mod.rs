@@ -1,5 +1,5 @@
-//! Video files behind a small trait: a local directory ([`LocalBlobs`]) now, an S3-compatible
-//! object store later. Files are immutable once committed, and a file
+//! Video files behind a small trait, with two backends: a local directory ([`LocalBlobs`]) and
+//! an S3-compatible object store ([`S3Blobs`]). Files are immutable once committed, and a file
 //! is visible only once complete, so readers never see a partial file.
 
 use std::fmt;
@@ -13,9 +13,11 @@ use crate::model::VideoId;
 
 mod local;
 mod pool;
+pub mod s3;
 
 pub use local::{LocalBlobs, ReadMode};
 pub use pool::READ_BUF;
+pub use s3::{S3Blobs, S3Config};
 
 /// Where committed video files live.
 #[async_trait]
