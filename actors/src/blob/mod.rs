@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
 
 use crate::model::VideoId;
 
@@ -49,6 +51,32 @@ pub trait BlobReader: Send + Sync + fmt::Debug + 'static {
 
     /// Up to `len` bytes from `offset` (fewer only at the end of the file).
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes>;
+
+    /// The bytes `offset..offset + len` (clamped to the file) as chunks in order, for sending a
+    /// range on. The default reads [`READ_BUF`] windows with [`BlobReader::read_at`]; the S3
+    /// reader overrides it with one ranged GET, since there every `read_at` is a round trip
+    /// (and Garage reads a whole 1 MiB block for each).
+    fn read_stream(
+        self: Arc<Self>,
+        offset: u64,
+        len: u64,
+    ) -> BoxStream<'static, io::Result<Bytes>> {
+        let end = offset.saturating_add(len).min(self.len());
+        futures_util::stream::try_unfold((self, offset), move |(reader, pos)| async move {
+            if pos >= end {
+                return Ok(None);
+            }
+            let want = usize::try_from(end - pos).unwrap_or(usize::MAX).min(READ_BUF);
+            let chunk = reader.read_at(pos, want).await?;
+            if chunk.is_empty() {
+                // Committed files never shrink: someone else touched this one.
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file ended early"));
+            }
+            let next = pos + chunk.len() as u64;
+            Ok(Some((chunk, (reader, next))))
+        })
+        .boxed()
+    }
 }
 
 /// A file being written.

@@ -198,6 +198,23 @@ impl Inner {
         if want == 0 {
             return Ok(Bytes::new());
         }
+        let res = self.get_range(key, meta, offset, want).await?;
+        let body = http::read_body(res, want as usize).await?;
+        if body.len() as u64 != want {
+            return Err(S3Error::Changed);
+        }
+        Ok(body)
+    }
+
+    /// Sends the GET of `want` (> 0) bytes from `offset`, pinned to `meta`; returns the answer
+    /// once it is known to carry exactly those bytes of that object.
+    async fn get_range(
+        &self,
+        key: &str,
+        meta: &ObjectMeta,
+        offset: u64,
+        want: u64,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, S3Error> {
         let range = format!("bytes={offset}-{}", offset + want - 1);
         let headers = [("range", range.as_str()), ("if-match", meta.etag.as_str())];
         let res = self.http.send(Method::GET, &self.sign_get(key), &headers, http::empty()).await?;
@@ -211,11 +228,7 @@ impl Inner {
         if status != StatusCode::PARTIAL_CONTENT && !whole {
             return Err(S3Error::Protocol(format!("{status} to a ranged GET")));
         }
-        let body = http::read_body(res, want as usize).await?;
-        if body.len() as u64 != want {
-            return Err(S3Error::Changed);
-        }
-        Ok(body)
+        Ok(res)
     }
 
     /// Keys under [`PREFIX`], every page of them.

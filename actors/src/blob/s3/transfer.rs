@@ -6,7 +6,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
+use http_body_util::BodyExt as _;
 use hyper::Method;
+use hyper::body::Incoming;
 use rusty_s3::S3Action as _;
 use rusty_s3::actions::{CompleteMultipartUploadResponse, CreateMultipartUpload};
 
@@ -42,6 +46,50 @@ impl BlobReader for S3Reader {
 
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         Ok(self.inner.read_range(&self.key, &self.meta, offset, len).await?)
+    }
+
+    /// One ranged GET, its body passed on frame by frame as the consumer pulls (so a slow
+    /// client slows the GET instead of filling memory).
+    fn read_stream(
+        self: Arc<Self>,
+        offset: u64,
+        len: u64,
+    ) -> BoxStream<'static, io::Result<Bytes>> {
+        let want = offset.saturating_add(len).min(self.meta.len).saturating_sub(offset);
+        futures_util::stream::try_unfold(Pull::Open(self, offset, want), pull).boxed()
+    }
+}
+
+/// Where a [`S3Reader::read_stream`] is.
+enum Pull {
+    /// Not sent yet: the reader, the offset and how many bytes.
+    Open(Arc<S3Reader>, u64, u64),
+    /// The answer's body and how many bytes it still owes.
+    Body(Incoming, u64),
+}
+
+async fn pull(state: Pull) -> io::Result<Option<(Bytes, Pull)>> {
+    let (mut body, left) = match state {
+        Pull::Open(_, _, 0) | Pull::Body(_, 0) => return Ok(None),
+        Pull::Open(r, offset, want) => {
+            (r.inner.get_range(&r.key, &r.meta, offset, want).await?.into_body(), want)
+        }
+        Pull::Body(body, left) => (body, left),
+    };
+    loop {
+        let frame = tokio::time::timeout(http::IO_TIMEOUT, body.frame())
+            .await
+            .map_err(|_| S3Error::Timeout(http::IO_TIMEOUT))?;
+        // The answer ended before the bytes it announced.
+        let Some(frame) = frame else { return Err(S3Error::Changed.into()) };
+        let Ok(data) = frame.map_err(S3Error::Body)?.into_data() else { continue };
+        if data.is_empty() {
+            continue;
+        }
+        let Some(left) = left.checked_sub(data.len() as u64) else {
+            return Err(S3Error::Protocol("more bytes than asked for".into()).into());
+        };
+        return Ok(Some((data, Pull::Body(body, left))));
     }
 }
 
