@@ -90,7 +90,8 @@ struct Inner {
 }
 
 impl S3Blobs {
-    /// A client for `config`; no request is sent (see [`S3Blobs::check`]).
+    /// A client for `config`; no request is sent (see [`S3Blobs::check`]). Blocking: it reads
+    /// the system's root certificates, so call it at start-up, not on an executor thread.
     pub fn new(config: S3Config) -> Result<Self, S3Error> {
         let bucket = |endpoint: Url| {
             Bucket::new(endpoint, UrlStyle::Path, config.bucket.clone(), config.region.clone())
