@@ -4,6 +4,7 @@
 // Tests state their expectations with unwrap; a failure is the test's answer.
 #![allow(clippy::unwrap_used)]
 
+mod garage_support;
 mod helpers;
 
 mod api_accounts;
@@ -11,6 +12,8 @@ mod api_auth;
 mod api_comments;
 mod api_users;
 mod api_videos;
+mod blob_s3;
+mod blob_store;
 mod browser;
 mod scheduler_actors;
 mod scheduler_claims;

@@ -1,8 +1,6 @@
-//! Video files behind a small trait: a local directory now, an S3-compatible store later.
-//! Files are immutable once committed, so readers never see a partial file: an upload is written
-//! to a temporary file, made durable, then renamed into place.
+//! The local-directory backend: one file per video. An upload is written to a temporary file,
+//! made durable, then renamed into place, so a file is either complete or absent.
 
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,55 +8,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
+use super::pool::{BufPool, READ_BUF};
+use super::{BlobReader, BlobStore, BlobWriter};
 use crate::model::VideoId;
-
-mod pool;
-
-use pool::BufPool;
-pub use pool::READ_BUF;
-
-/// Where committed video files live.
-#[async_trait]
-pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
-    /// Removes a video's file; `Ok(false)` when there was none (already removed).
-    async fn remove(&self, video: VideoId) -> io::Result<bool>;
-
-    /// Every video id that has a committed file (for reconciliation with the database).
-    async fn list(&self) -> io::Result<Vec<VideoId>>;
-
-    /// Opens a committed file for reading; `NotFound` when there is none.
-    async fn open(&self, video: VideoId) -> io::Result<Arc<dyn BlobReader>>;
-
-    /// Starts writing `video`'s file. Nothing is visible until [`BlobWriter::commit`]; dropping
-    /// the writer discards what was written. One write per video at a time is the caller's rule
-    /// (see `upload::Uploads`).
-    async fn begin_write(&self, video: VideoId) -> io::Result<Box<dyn BlobWriter>>;
-}
-
-/// Random access to one committed, immutable file.
-#[async_trait]
-pub trait BlobReader: Send + Sync + fmt::Debug + 'static {
-    /// The file's size in bytes.
-    fn len(&self) -> u64;
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Up to `len` bytes from `offset` (fewer only at the end of the file).
-    async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes>;
-}
-
-/// A file being written.
-#[async_trait]
-pub trait BlobWriter: Send + fmt::Debug {
-    /// Appends `data`.
-    async fn append(&mut self, data: Bytes) -> io::Result<()>;
-
-    /// Makes the file durable and visible under its video id, replacing a leftover file of a
-    /// video that never became ready.
-    async fn commit(self: Box<Self>) -> io::Result<()>;
-}
 
 /// Files in one local directory: `<root>/<video-id>`, temporary files under `<root>/.partial/`.
 #[derive(Debug, Clone)]
@@ -345,33 +297,17 @@ impl BlobWriter for LocalWriter {
 mod tests {
     use super::*;
 
+    // The contract both backends share (write, commit, read, list, remove, discard) is tested
+    // on both in `tests/api/blob_store.rs`; these are the local directory's own details.
+
     #[actix::test]
-    async fn write_commit_read_and_discard() {
+    async fn start_up_removes_stale_partial_files() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join(PARTIAL)).unwrap();
         std::fs::write(dir.path().join(PARTIAL).join("stale"), b"x").unwrap();
         let blobs = LocalBlobs::open(dir.path(), ReadMode::Pread).unwrap();
         assert_eq!(std::fs::read_dir(blobs.partial_dir()).unwrap().count(), 0, "stale removed");
-
-        let id = VideoId::new();
-        let mut w = blobs.begin_write(id).await.unwrap();
-        w.append(Bytes::from_static(b"hello ")).await.unwrap();
-        w.append(Bytes::from_static(b"world")).await.unwrap();
-        assert!(blobs.open(id).await.is_err(), "invisible before commit");
-        w.commit().await.unwrap();
-        let r = blobs.open(id).await.unwrap();
-        assert_eq!(r.len(), 11);
-        assert_eq!(&r.read_at(6, 100).await.unwrap()[..], b"world");
-        assert_eq!(blobs.list().await.unwrap(), vec![id]);
-
-        let other = VideoId::new();
-        let mut w = blobs.begin_write(other).await.unwrap();
-        w.append(Bytes::from_static(b"partial")).await.unwrap();
-        drop(w);
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        assert_eq!(std::fs::read_dir(blobs.partial_dir()).unwrap().count(), 0, "discarded");
-        assert!(blobs.remove(id).await.unwrap());
-        assert!(!blobs.remove(id).await.unwrap());
+        assert!(blobs.list().await.unwrap().is_empty(), "the partial directory is no video");
     }
 
     #[actix::test]
