@@ -12,13 +12,13 @@ use std::time::Duration;
 use actix::{Actor as _, Addr};
 use actix_web::dev::ServerHandle;
 use actix_web::web;
-use actors::blob::LocalBlobs;
+use actors::blob::{Blobs, LocalBlobs, S3Blobs};
 use actors::session::{Session, SessionConfig, SqliteSessions};
 use actors::store::{Pool, VideoStore};
 use base64::Engine as _;
 use rand::RngCore as _;
 
-use crate::config::{Config, Role};
+use crate::config::{BlobSettings, Config, Role};
 use crate::scheduler::{self, Runner};
 use services::{start_api, start_scheduler, start_stream, start_web};
 
@@ -40,7 +40,7 @@ pub struct Urls {
 pub struct Stores {
     pub store: Addr<VideoStore>,
     pub sessions: Addr<Session>,
-    pub blobs: Arc<LocalBlobs>,
+    pub blobs: Blobs,
 }
 
 /// What every service builder reads: the configuration, where the services are, the secret.
@@ -92,6 +92,11 @@ pub enum StartError {
     Store(#[from] actors::StoreError),
     #[error(transparent)]
     Scheduler(#[from] scheduler::RunnerError),
+    /// A flag's value cannot work; the message names the flag.
+    #[error(transparent)]
+    Flag(#[from] crate::config::FlagError),
+    #[error("object store: {0}")]
+    ObjectStore(#[from] actors::blob::s3::S3Error),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StartError {
@@ -107,7 +112,7 @@ fn bind(addr: SocketAddr, name: &str) -> Result<TcpListener, StartError> {
 /// (created once, mode 0600, so every service of the node reads the same secret).
 fn internal_token(config: &Config, data_dir: &Path) -> Result<Arc<str>, StartError> {
     if let Some(t) = &config.internal_token {
-        return Ok(t.as_str().into());
+        return Ok(t.expose().into());
     }
     let path = data_dir.join("internal.token");
     match std::fs::read_to_string(&path) {
@@ -139,13 +144,18 @@ fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
 
 /// Opens the database (private to its owner: it holds password and session hashes) and the
 /// video directory. Blocking.
-fn open_data_dir(cfg: &Config) -> Result<(Pool, LocalBlobs), StartError> {
+fn open_data_dir(cfg: &Config, settings: &BlobSettings) -> Result<(Pool, Blobs), StartError> {
     let db = cfg.data_dir.join("douyin.sqlite3");
     make_private(&db).map_err(io_err(format!("securing {}", db.display())))?;
     let pool = VideoStore::open(&db, STORE_THREADS as u32 + 2)?;
     let videos = cfg.data_dir.join("videos");
-    let blobs = LocalBlobs::open(&videos, cfg.blob_read.into())
-        .map_err(io_err(format!("opening {}", videos.display())))?;
+    let blobs = match settings {
+        BlobSettings::Files => Blobs::Files(Arc::new(
+            LocalBlobs::open(&videos, cfg.blob_read.into())
+                .map_err(io_err(format!("opening {}", videos.display())))?,
+        )),
+        BlobSettings::S3(s3) => Blobs::S3(Arc::new(S3Blobs::new((**s3).clone())?)),
+    };
     Ok((pool, blobs))
 }
 
@@ -169,7 +179,7 @@ fn make_private(db: &Path) -> io::Result<()> {
 
 impl Stores {
     /// Starts the store actors and the session cache over an opened data dir.
-    fn start(pool: Pool, blobs: LocalBlobs, config: &Config) -> Self {
+    fn start(pool: Pool, blobs: Blobs, config: &Config) -> Self {
         let store = VideoStore::start(pool, STORE_THREADS);
         let session_config = SessionConfig {
             ttl: Duration::from_secs(config.session_ttl_secs),
@@ -181,7 +191,7 @@ impl Stores {
             config.clock.clone(),
         )
         .start();
-        Stores { store, sessions, blobs: Arc::new(blobs) }
+        Stores { store, sessions, blobs }
     }
 }
 
@@ -197,6 +207,8 @@ impl Node {
     pub async fn start(config: Config) -> Result<Node, StartError> {
         let role = config.role;
         let data_dir = config.data_dir.clone();
+        // Flags that cannot work stop start-up before anything is bound or written.
+        let blob_settings = config.storage.settings()?;
 
         // Listeners first: a taken port fails start-up before any actor or file exists.
         let listen = |service: Role, addr: SocketAddr, name: &str| {
@@ -220,7 +232,7 @@ impl Node {
                 .map_err(io_err(format!("creating {}", cfg.data_dir.display())))?;
             let token = internal_token(&cfg, &cfg.data_dir)?;
             let node = scheduler_addr.map(|a| scheduler::node_identity(a, &cfg.data_dir));
-            let opened = needs_stores.then(|| open_data_dir(&cfg)).transpose()?;
+            let opened = needs_stores.then(|| open_data_dir(&cfg, &blob_settings)).transpose()?;
             Ok((token, node, opened))
         })
         .await
@@ -239,10 +251,18 @@ impl Node {
         let mut scheduler = None;
         let stores = opened.map(|(pool, blobs)| Stores::start(pool, blobs, &common.config));
         if let Some(stores) = &stores {
+            if let Some(s3) = stores.blobs.s3() {
+                // Browsers upload straight to the store (tickets) and play from it (redirects)
+                // only if the bucket lets the site's pages do so.
+                match s3.put_bucket_cors(&urls.public_origin).await {
+                    Ok(()) => log::info!("object store: CORS allows {}", urls.public_origin),
+                    Err(e) => log::warn!("object store: cannot set the bucket's CORS rule: {e}"),
+                }
+            }
             if let (Some(l), Some(node)) = (scheduler_l, node) {
                 let every = Duration::from_secs(common.config.delete_every_secs);
                 let runner =
-                    Runner::start(stores.store.clone(), stores.blobs.clone(), every, node).await?;
+                    Runner::start(stores.store.clone(), stores.blobs.store(), every, node).await?;
                 servers.push(start_scheduler(&common, stores, &runner, l)?);
                 log::info!("scheduler service listening on {}", urls.scheduler);
                 scheduler = Some(runner);
@@ -309,6 +329,11 @@ impl Node {
 
     /// The local video files, when this node's role opens them.
     pub fn blobs(&self) -> Option<Arc<LocalBlobs>> {
+        self.stores.as_ref().and_then(|s| s.blobs.files().cloned())
+    }
+
+    /// The blob backend, when this node's role opens it.
+    pub fn blob_backend(&self) -> Option<Blobs> {
         self.stores.as_ref().map(|s| s.blobs.clone())
     }
 

@@ -76,6 +76,8 @@ pub(super) fn start_stream(
         store: stores.store.clone(),
         sessions: stores.sessions.clone(),
         blobs: stores.blobs.clone(),
+        playback: config.storage.playback,
+        signed_url_ttl: config.storage.signed_url_ttl(),
         limiter: start_limiter(config),
         uploads: Uploads::new(stores.store.clone(), stores.blobs.clone(), config.max_upload_bytes),
         receive_pace: config.receive_pace(),

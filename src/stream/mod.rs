@@ -6,18 +6,18 @@ mod range;
 mod upload;
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::middleware::from_fn;
 use actix_web::web;
-use actors::blob::LocalBlobs;
+use actors::blob::Blobs;
 use actors::limiter::StreamLimiter;
 use actors::session::Session;
 use actors::store::VideoStore;
 use actors::upload::Uploads;
 use prometheus::{IntCounter, IntGauge, Opts, Registry};
 
+use crate::config::Playback;
 use crate::pace::MinRate;
 
 /// What the stream handlers share.
@@ -25,7 +25,11 @@ use crate::pace::MinRate;
 pub struct StreamState {
     pub store: Addr<VideoStore>,
     pub sessions: Addr<Session>,
-    pub blobs: Arc<LocalBlobs>,
+    pub blobs: Blobs,
+    /// How object-store videos play (files always play through the service).
+    pub playback: Playback,
+    /// Lifetime of signed playback URLs (and upload tickets).
+    pub signed_url_ttl: std::time::Duration,
     pub limiter: Addr<StreamLimiter>,
     pub uploads: Uploads,
     /// How fast an upload's body must keep arriving while we wait for it.

@@ -9,18 +9,20 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, UNIX_EPOCH};
 
-use actix_web::body::{BodySize, MessageBody};
+use actix_web::body::{BodySize, MessageBody, SizedStream};
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
-use actors::blob::{BlobReader, BlobStore as _, READ_BUF};
+use actors::blob::{BlobReader, Blobs, READ_BUF};
 use actors::model::VideoId;
 use actors::store::GetPlayable;
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use prometheus::IntCounter;
 
 use super::StreamState;
 use super::range::{self, Selection, Validators};
+use crate::config::Playback;
 use crate::error::{AppError, ErrorCode};
 
 /// Bytes read from the file per blocking call: one pooled buffer, so reads allocate nothing.
@@ -88,6 +90,19 @@ pub async fn play(
     if not_modified {
         return Ok(validated(StatusCode::NOT_MODIFIED, &v).finish());
     }
+    // Redirected playback: the visibility check and the limiter's token are behind us, so a
+    // GET goes to a signed URL of the object and its bytes flow from the store; a HEAD is
+    // answered here below, since a signed GET URL does not serve HEAD.
+    if let (Playback::Redirect, Blobs::S3(s3)) = (state.playback, &state.blobs)
+        && req.method() == Method::GET
+    {
+        let url = s3.presign_get(id, state.signed_url_ttl);
+        return Ok(HttpResponse::Found()
+            .insert_header((header::LOCATION, url.as_str()))
+            // The URL expires; nobody may keep the redirect.
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish());
+    }
 
     // Ranges are defined for GET only; HEAD describes the whole file.
     let selection = match header_str(headers, header::RANGE) {
@@ -111,7 +126,7 @@ pub async fn play(
         }
     };
 
-    let reader = state.blobs.open(id).await.map_err(|e| {
+    let reader = state.blobs.store().open(id).await.map_err(|e| {
         // A ready video whose file is gone: removed by the scheduler after a delete that
         // raced this request, or lost on disk.
         log::warn!("video {id} is ready but its file cannot be opened: {e}");
@@ -133,8 +148,23 @@ pub async fn play(
     }
     let len = if file.size == 0 { 0 } else { last - first + 1 };
     let served = state.metrics.bytes_served.clone();
-    let body = FileBody::new(reader, first, len, req.method() == Method::HEAD, served);
-    Ok(res.body(body))
+    let head = req.method() == Method::HEAD;
+    Ok(match &state.blobs {
+        Blobs::Files(_) => res.body(FileBody::new(reader, first, len, head, served)),
+        // One ranged GET to the store, relayed as it arrives (a round trip per window would
+        // cost more than the bytes).
+        Blobs::S3(_) if head => {
+            res.body(SizedStream::new(len, futures_util::stream::empty::<io::Result<Bytes>>()))
+        }
+        Blobs::S3(_) => {
+            let chunks = reader.read_stream(first, len).inspect(move |chunk| {
+                if let Ok(chunk) = chunk {
+                    served.inc_by(chunk.len() as u64);
+                }
+            });
+            res.body(SizedStream::new(len, chunks))
+        }
+    })
 }
 
 type Read = Pin<Box<dyn Future<Output = io::Result<Bytes>> + Send>>;

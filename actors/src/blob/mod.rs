@@ -21,6 +21,42 @@ pub use local::{LocalBlobs, ReadMode};
 pub use pool::READ_BUF;
 pub use s3::{S3Blobs, S3Config};
 
+/// The blob backend a node runs with, chosen once at start-up: each service gets this one typed
+/// value, and what only one backend can do (sign a URL, a POST policy) is asked of its variant.
+#[derive(Debug, Clone)]
+pub enum Blobs {
+    /// A local directory.
+    Files(Arc<LocalBlobs>),
+    /// An S3-compatible object store.
+    S3(Arc<S3Blobs>),
+}
+
+impl Blobs {
+    /// The backend as the common trait.
+    pub fn store(&self) -> Arc<dyn BlobStore> {
+        match self {
+            Blobs::Files(files) => files.clone(),
+            Blobs::S3(s3) => s3.clone(),
+        }
+    }
+
+    /// The object store, when that is the backend.
+    pub fn s3(&self) -> Option<&Arc<S3Blobs>> {
+        match self {
+            Blobs::S3(s3) => Some(s3),
+            Blobs::Files(_) => None,
+        }
+    }
+
+    /// The local directory, when that is the backend.
+    pub fn files(&self) -> Option<&Arc<LocalBlobs>> {
+        match self {
+            Blobs::Files(files) => Some(files),
+            Blobs::S3(_) => None,
+        }
+    }
+}
+
 /// Where committed video files live.
 #[async_trait]
 pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {

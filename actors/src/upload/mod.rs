@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::blob::{BlobStore, BlobWriter};
+use crate::blob::{BlobStore, BlobWriter, Blobs};
 use crate::error::StoreError;
 use crate::model::{UserId, Video, VideoFile, VideoId};
 use crate::store::{GetVideo, MarkReady, VideoStore};
@@ -57,7 +57,7 @@ pub enum UploadError {
 #[derive(Debug, Clone)]
 pub struct Uploads {
     store: Addr<VideoStore>,
-    blobs: Arc<dyn BlobStore>,
+    blobs: Blobs,
     max_bytes: u64,
     /// Videos with an upload in progress in this process: two uploads of one video would both
     /// commit, and the file could change under a reader.
@@ -90,7 +90,7 @@ impl Drop for Claim {
 }
 
 impl Uploads {
-    pub fn new(store: Addr<VideoStore>, blobs: Arc<dyn BlobStore>, max_bytes: u64) -> Self {
+    pub fn new(store: Addr<VideoStore>, blobs: Blobs, max_bytes: u64) -> Self {
         Self { store, blobs, max_bytes, busy: Arc::default() }
     }
 
@@ -120,13 +120,13 @@ impl Uploads {
             return Err(UploadError::TooLarge { max: self.max_bytes });
         }
         let claim = Claim::take(&self.busy, video).ok_or(UploadError::InProgress)?;
-        let writer = self.blobs.begin_write(video).await.map_err(UploadError::Io)?;
+        let writer = self.blobs.store().begin_write(video).await.map_err(UploadError::Io)?;
         Ok(Upload {
             _claim: claim,
             video,
             uploader,
             store: self.store.clone(),
-            blobs: self.blobs.clone(),
+            blobs: self.blobs.store(),
             sink: Sink::new(writer, self.max_bytes),
         })
     }

@@ -9,6 +9,10 @@ use clap::{Parser, ValueEnum};
 
 use crate::pace::MinRate;
 
+mod storage;
+
+pub use storage::{BlobSettings, BlobStoreKind, FlagError, Playback, Secret, StorageFlags};
+
 /// Which services this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
@@ -147,7 +151,7 @@ pub struct Config {
     /// Shared secret of the internal scheduler API [default: generated once into
     /// <data-dir>/internal.token].
     #[arg(long, env = "DOUYIN_INTERNAL_TOKEN", hide_env_values = true)]
-    pub internal_token: Option<String>,
+    pub internal_token: Option<Secret>,
 
     /// The origin people reach the site at [default: http:// + --web-addr].
     #[arg(long, env = "DOUYIN_PUBLIC_URL")]
@@ -161,6 +165,10 @@ pub struct Config {
         default_value = "127.0.0.1,::1"
     )]
     pub trusted_proxies: Vec<std::net::IpAddr>,
+
+    /// Where video files live and how they play (API.md, "Scale-out").
+    #[command(flatten)]
+    pub storage: StorageFlags,
 
     /// Where the actors read the time: the real clock, or a hand-moved one in tests.
     #[arg(skip)]
