@@ -19,6 +19,7 @@ use actix_web::http::header;
 use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Logger, Next, from_fn};
 use actix_web::{App, HttpResponse, web};
 use actix_web_prom::{PrometheusMetrics, PrometheusMetricsBuilder};
+use actors::blob::Blobs;
 use actors::store::{Ping, VideoStore};
 use serde_json::json;
 
@@ -29,17 +30,38 @@ use crate::pace::{MinRate, PacedIo};
 /// How a service tells `/healthz` that it can do its work.
 #[derive(Clone)]
 pub enum Health {
-    /// The service can reach its database.
-    Store(Addr<VideoStore>),
+    /// The service works on the database and the blob store: both are named in the answer.
+    Stores { store: Addr<VideoStore>, blobs: Blobs },
     /// The service has no database of its own (web): being up is being healthy.
     Up,
 }
 
-async fn healthz(health: web::Data<Health>) -> Result<HttpResponse, AppError> {
-    if let Health::Store(store) = health.get_ref() {
-        store.send(Ping).await??;
+/// The longest a dependency may take to answer `/healthz` before it counts as down.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn up_or_down<T, E>(r: Result<Result<T, E>, tokio::time::error::Elapsed>) -> &'static str {
+    if matches!(r, Ok(Ok(_))) { "ok" } else { "down" }
+}
+
+/// API.md's `/healthz`: 200 while the database answers (a blob store that does not is
+/// degraded, still 200), 503 `{"status":"down",…}` when it does not. No Redis yet: `"off"`.
+async fn healthz(health: web::Data<Health>) -> HttpResponse {
+    let Health::Stores { store, blobs } = health.get_ref() else {
+        return HttpResponse::Ok().json(json!({ "status": "ok" }));
+    };
+    let ping = async { store.send(Ping).await.map_err(drop)?.map_err(drop) };
+    let (database, blobs) = futures_util::join!(
+        tokio::time::timeout(HEALTH_TIMEOUT, ping),
+        tokio::time::timeout(HEALTH_TIMEOUT, blobs.check()),
+    );
+    let (database, blobs) = (up_or_down(database), up_or_down(blobs));
+    let body =
+        |status| json!({ "status": status, "database": database, "redis": "off", "blobs": blobs });
+    if database == "ok" {
+        HttpResponse::Ok().json(body("ok"))
+    } else {
+        HttpResponse::ServiceUnavailable().json(body("down"))
     }
-    Ok(HttpResponse::Ok().json(json!({ "status": "ok" })))
 }
 
 async fn not_found() -> Result<HttpResponse, AppError> {

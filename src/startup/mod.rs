@@ -178,6 +178,11 @@ fn make_private(db: &Path) -> io::Result<()> {
 }
 
 impl Stores {
+    /// What `/healthz` of a service working on these stores checks.
+    pub fn health(&self) -> crate::server::Health {
+        crate::server::Health::Stores { store: self.store.clone(), blobs: self.blobs.clone() }
+    }
+
     /// Starts the store actors and the session cache over an opened data dir.
     fn start(pool: Pool, blobs: Blobs, config: &Config) -> Self {
         let store = VideoStore::start(pool, STORE_THREADS);

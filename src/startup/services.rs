@@ -56,7 +56,7 @@ pub(super) fn start_api(
     });
     let auth = auth_state(common, stores);
     let service = Service::new("api", prometheus::Registry::new(), &common.config);
-    server::serve(l, service, Health::Store(stores.store.clone()), move |cfg| {
+    server::serve(l, service, stores.health(), move |cfg| {
         cfg.app_data(state.clone()).app_data(auth.clone()).configure(api::routes);
     })
     .map_err(io_err("starting api"))
@@ -85,7 +85,7 @@ pub(super) fn start_stream(
         metrics,
     });
     let service = Service::new("stream", registry, config);
-    server::serve(l, service, Health::Store(stores.store.clone()), move |cfg| {
+    server::serve(l, service, stores.health(), move |cfg| {
         cfg.app_data(auth.clone()).app_data(state.clone()).configure(stream::routes);
     })
     .map_err(io_err("starting stream"))
@@ -116,7 +116,7 @@ pub(super) fn start_scheduler(
         internal_token: common.internal_token.clone(),
     });
     let service = Service::new("scheduler", registry, &common.config);
-    server::serve(l, service, Health::Store(stores.store.clone()), move |cfg| {
+    server::serve(l, service, stores.health(), move |cfg| {
         cfg.app_data(state.clone()).configure(scheduler::routes);
     })
     .map_err(io_err("starting scheduler"))

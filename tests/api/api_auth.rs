@@ -94,7 +94,13 @@ async fn every_service_reports_health_and_metrics() {
     app.register("alice").await;
     for base in [&app.api, &app.stream, &app.scheduler, &app.web] {
         let r = app.send(Method::GET, &format!("{base}/healthz"), None, None).await;
-        assert_eq!(r.assert_status(200), &json!({"status": "ok"}), "{base}");
+        // API.md "Scale-out": each dependency by name; the web has none of its own.
+        let expected = if base == &app.web {
+            json!({"status": "ok"})
+        } else {
+            json!({"status": "ok", "database": "ok", "redis": "off", "blobs": "ok"})
+        };
+        assert_eq!(r.assert_status(200), &expected, "{base}");
         let m = app.send(Method::GET, &format!("{base}/metrics"), None, None).await;
         assert_eq!(m.status.as_u16(), 200);
         let text = String::from_utf8_lossy(&m.raw);
@@ -105,4 +111,19 @@ async fn every_service_reports_health_and_metrics() {
     let text = String::from_utf8_lossy(&m.raw);
     assert!(text.contains("endpoint=\"/user\""), "requests are counted by route: {text}");
     assert!(text.contains("status=\"201\""));
+}
+
+#[actix_web::test]
+async fn health_names_a_blob_store_that_is_down_and_stays_200() {
+    let app = TestApp::spawn().await;
+    let videos = app.data_dir().join("videos");
+    std::fs::rename(&videos, app.data_dir().join("elsewhere")).expect("move the video dir away");
+    for base in [&app.api, &app.stream, &app.scheduler] {
+        let r = app.send(Method::GET, &format!("{base}/healthz"), None, None).await;
+        let expected = json!({"status": "ok", "database": "ok", "redis": "off", "blobs": "down"});
+        assert_eq!(r.assert_status(200), &expected, "{base}");
+    }
+    std::fs::rename(app.data_dir().join("elsewhere"), &videos).expect("and back");
+    let r = app.send(Method::GET, &format!("{}/healthz", app.stream), None, None).await;
+    assert_eq!(r.assert_status(200)["blobs"], "ok");
 }

@@ -50,6 +50,11 @@ impl LocalBlobs {
         Ok(Self { root, read_mode, pool: Arc::default() })
     }
 
+    /// Whether the directory is there and readable (for `/healthz`).
+    pub async fn check(&self) -> io::Result<()> {
+        tokio::fs::read_dir(&self.root).await.map(drop)
+    }
+
     /// The committed file of `video`. The id is a parsed UUID, so the path cannot escape `root`.
     pub fn path_of(&self, video: VideoId) -> PathBuf {
         self.root.join(video.to_string())

@@ -48,6 +48,14 @@ impl Blobs {
         }
     }
 
+    /// Whether the backend answers: the directory can be read, or the bucket answers a `HEAD`.
+    pub async fn check(&self) -> io::Result<()> {
+        match self {
+            Blobs::Files(files) => files.check().await,
+            Blobs::S3(s3) => s3.check().await.map_err(io::Error::other),
+        }
+    }
+
     /// The local directory, when that is the backend.
     pub fn files(&self) -> Option<&Arc<LocalBlobs>> {
         match self {
