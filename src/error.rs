@@ -214,6 +214,12 @@ impl From<UploadError> for AppError {
                 log::error!("writing an upload: {e}");
                 AppError::Internal
             }
+            UploadError::NoObjectStore => {
+                AppError::NotFound("direct uploads need the object store (--blob-store s3)")
+            }
+            UploadError::NothingUploaded => {
+                AppError::NotFound("nothing was uploaded for this video")
+            }
         }
     }
 }

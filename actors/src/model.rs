@@ -285,7 +285,9 @@ pub enum VideoStatus {
 pub struct VideoFile {
     pub size: u64,
     pub content_type: String,
-    /// The strong ETag value without quotes: the file's SHA-256 in hex.
+    /// The strong ETag value without quotes: the file's SHA-256 in hex when it came through
+    /// the server (which hashes it on the way); the object store's ETag of the object when it
+    /// was uploaded straight to the store (`upload::direct`), which the node never reads whole.
     pub sha256: String,
     pub uploaded_at: OffsetDateTime,
 }

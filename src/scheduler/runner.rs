@@ -3,15 +3,15 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor as _, Addr};
-use actors::blob::BlobStore;
 use actors::scheduler::{
-    Dispatcher, DispatcherConfig, Executor, Reconcile, RetryPolicy, SchedulerMetrics, Tick,
+    DirectUploads, Dispatcher, DispatcherConfig, Executor, Reconcile, RetryPolicy,
+    SchedulerMetrics, Tick,
 };
 use actors::store::{SchedulerNode, VideoStore};
+use actors::upload::Uploads;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 /// How often reconciliation runs (stale pending videos, files without rows).
@@ -35,13 +35,16 @@ impl Runner {
     /// Starts the executor and dispatcher, running as `node` (see [`node_identity`]), then the
     /// timer: a `Tick` every `every`, a `Reconcile` every [`RECONCILE_EVERY`], and one of each
     /// right away, so a queue left by a previous run (its claims included) drains without
-    /// waiting for the first period.
+    /// waiting for the first period. `uploads` are the node's (reconciliation shares their
+    /// claims); a direct upload is reconciled `direct_grace` after its ticket.
     pub async fn start(
         store: Addr<VideoStore>,
-        blobs: Arc<dyn BlobStore>,
+        uploads: Uploads,
         every: Duration,
         node: SchedulerNode,
+        direct_grace: Duration,
     ) -> Result<Runner, RunnerError> {
+        let blobs = uploads.blobs().store();
         let metrics = SchedulerMetrics::new();
         let executor =
             Executor::new(store.clone(), blobs.clone(), RetryPolicy::default(), metrics.clone())
@@ -49,6 +52,7 @@ impl Runner {
         let config = DispatcherConfig { alive_for: alive_for(every), ..Default::default() };
         let dispatcher = Dispatcher::new(store, executor, blobs, config, metrics.clone())
             .with_node(node)
+            .with_direct_uploads(DirectUploads { uploads, grace: direct_grace })
             .start();
 
         let timer = JobScheduler::new().await?;

@@ -15,6 +15,7 @@ use actix_web::web;
 use actors::blob::{Blobs, LocalBlobs, S3Blobs};
 use actors::session::{Session, SessionConfig, SqliteSessions};
 use actors::store::{Pool, VideoStore};
+use actors::upload::Uploads;
 use base64::Engine as _;
 use rand::RngCore as _;
 
@@ -41,6 +42,8 @@ pub struct Stores {
     pub store: Addr<VideoStore>,
     pub sessions: Addr<Session>,
     pub blobs: Blobs,
+    /// One per node: the stream's uploads and the scheduler's reconciliation share its claims.
+    pub uploads: Uploads,
 }
 
 /// What every service builder reads: the configuration, where the services are, the secret.
@@ -196,7 +199,8 @@ impl Stores {
             config.clock.clone(),
         )
         .start();
-        Stores { store, sessions, blobs }
+        let uploads = Uploads::new(store.clone(), blobs.clone(), config.max_upload_bytes);
+        Stores { store, sessions, blobs, uploads }
     }
 }
 
@@ -266,8 +270,10 @@ impl Node {
             }
             if let (Some(l), Some(node)) = (scheduler_l, node) {
                 let every = Duration::from_secs(common.config.delete_every_secs);
+                let grace = Duration::from_secs(common.config.storage.direct_upload_grace_secs);
+                let uploads = stores.uploads.clone();
                 let runner =
-                    Runner::start(stores.store.clone(), stores.blobs.store(), every, node).await?;
+                    Runner::start(stores.store.clone(), uploads, every, node, grace).await?;
                 servers.push(start_scheduler(&common, stores, &runner, l)?);
                 log::info!("scheduler service listening on {}", urls.scheduler);
                 scheduler = Some(runner);

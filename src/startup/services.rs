@@ -9,7 +9,6 @@ use actix::{Actor as _, Addr};
 use actix_web::web;
 use actors::accounts::{Accounts, AccountsConfig};
 use actors::store::CommentBatcher;
-use actors::upload::Uploads;
 
 use super::{Common, StartError, Stores, io_err};
 use crate::api::{self, ApiState};
@@ -79,7 +78,7 @@ pub(super) fn start_stream(
         playback: config.storage.playback,
         signed_url_ttl: config.storage.signed_url_ttl(),
         limiter: start_limiter(config),
-        uploads: Uploads::new(stores.store.clone(), stores.blobs.clone(), config.max_upload_bytes),
+        uploads: stores.uploads.clone(),
         receive_pace: config.receive_pace(),
         trusted_proxies: config.trusted_proxies.clone(),
         metrics,

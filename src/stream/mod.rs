@@ -1,5 +1,6 @@
 //! The stream service: Range playback and streaming upload behind the StreamLimiter.
 
+mod direct;
 mod limit;
 mod playback;
 mod range;
@@ -79,7 +80,7 @@ impl StreamMetrics {
     }
 }
 
-/// The stream's routes (health and metrics are added by the server builder). Both sit behind
+/// The stream's routes (health and metrics are added by the server builder). All sit behind
 /// the limiter, so every request — a 404 included — costs a token and holds a slot.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -92,5 +93,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::resource("/upload/{vid}")
             .wrap(from_fn(limit::limit))
             .route(web::post().to(upload::upload)),
+    )
+    .service(
+        web::resource("/upload/{vid}/ticket")
+            .wrap(from_fn(limit::limit))
+            .route(web::post().to(direct::ticket)),
+    )
+    .service(
+        web::resource("/upload/{vid}/complete")
+            .wrap(from_fn(limit::limit))
+            .route(web::post().to(direct::complete)),
     );
 }

@@ -4,6 +4,7 @@
 // Tests state their expectations with unwrap; a failure is the test's answer.
 #![allow(clippy::unwrap_used)]
 
+mod direct_support;
 mod garage_support;
 mod helpers;
 
@@ -23,6 +24,8 @@ mod scheduler_support;
 mod security;
 mod store_accounts;
 mod store_actors;
+mod stream_direct;
+mod stream_direct_reconcile;
 mod stream_hostile;
 mod stream_limiter;
 mod stream_playback;

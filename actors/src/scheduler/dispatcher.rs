@@ -22,6 +22,8 @@ use crate::store::{
     DeletionQueueStats, EnqueueDeletion, Heartbeat, Incarnation, Liveness, SchedulerNode,
     VideoStore,
 };
+use crate::upload::Uploads;
+use crate::upload::leftovers::LeftoverReport;
 
 /// How the dispatcher paces the work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +108,14 @@ pub struct PassReport {
     pub errors: usize,
 }
 
+/// Reconciliation of direct uploads (see `upload::leftovers`): the node's uploads, whose claims
+/// it shares, and how long after its ticket a direct upload is looked at.
+#[derive(Debug, Clone)]
+pub struct DirectUploads {
+    pub uploads: Uploads,
+    pub grace: Duration,
+}
+
 /// The producer actor.
 pub struct Dispatcher {
     store: Addr<VideoStore>,
@@ -113,6 +123,8 @@ pub struct Dispatcher {
     blobs: Arc<dyn BlobStore>,
     config: DispatcherConfig,
     metrics: SchedulerMetrics,
+    /// Set where uploads can leave things in the store to reconcile.
+    direct: Option<DirectUploads>,
     /// This run of the scheduler, named by its claims and kept alive by its heartbeats.
     incarnation: Incarnation,
     /// A later run of the same node has started; told once in the log.
@@ -144,6 +156,7 @@ impl Dispatcher {
             superseded: false,
             config,
             metrics,
+            direct: None,
             in_flight: HashSet::new(),
             reserved: 0,
             passes_running: 0,
@@ -155,6 +168,13 @@ impl Dispatcher {
     /// with the same node takes this one's claims back as soon as it starts.
     pub fn with_node(mut self, node: SchedulerNode) -> Self {
         self.incarnation = Incarnation::start(node, self.config.alive_for);
+        self
+    }
+
+    /// Reconciles direct uploads and unfinished multipart uploads too (a node with the object
+    /// store; with files every pass there would find nothing).
+    pub fn with_direct_uploads(mut self, direct: DirectUploads) -> Self {
+        self.direct = Some(direct);
         self
     }
 
@@ -271,30 +291,53 @@ impl Handler<Reconcile> for Dispatcher {
     fn handle(&mut self, msg: Reconcile, _: &mut Self::Context) -> Self::Result {
         let (store, blobs) = (self.store.clone(), self.blobs.clone());
         let stale_before = msg.now - self.config.stale_pending_after;
-        async move { reconcile(&store, &*blobs, stale_before).await }
-            .into_actor(self)
-            .map(|r, act, ctx| {
-                let report = r?;
-                act.metrics.orphan_files.set(report.orphan_files.len().try_into().unwrap_or(0));
-                act.metrics.stale_pending_queued.inc_by(report.stale_queued.len() as u64);
-                if !report.orphan_files.is_empty() {
-                    let shown: Vec<String> =
-                        report.orphan_files.iter().take(20).map(ToString::to_string).collect();
-                    log::warn!(
-                        "{} video files have no database row (first: {})",
-                        report.orphan_files.len(),
-                        shown.join(", ")
-                    );
+        let direct = self.direct.clone();
+        async move {
+            let mut report = reconcile(&store, &*blobs, stale_before).await?;
+            if let Some(DirectUploads { uploads, grace }) = direct {
+                // The object store failing leaves the rest of the pass standing.
+                match uploads.reconcile_direct(msg.now, grace).await {
+                    Ok(direct) => report.direct = direct,
+                    Err(e) => log::error!("reconciling uploads in the object store: {e}"),
                 }
-                if let Some(first) = report.stale_queued.first() {
-                    log::info!(
-                        "queued {} videos never uploaded for removal",
-                        report.stale_queued.len()
-                    );
-                    ctx.notify(Wake { video: *first });
-                }
-                Ok(report)
-            })
-            .boxed_local()
+            }
+            Ok(report)
+        }
+        .into_actor(self)
+        .map(|r: Result<ReconcileReport, StoreError>, act, ctx| {
+            let report = r?;
+            act.metrics.orphan_files.set(report.orphan_files.len().try_into().unwrap_or(0));
+            act.metrics.stale_pending_queued.inc_by(report.stale_queued.len() as u64);
+            if !report.orphan_files.is_empty() {
+                let shown: Vec<String> =
+                    report.orphan_files.iter().take(20).map(ToString::to_string).collect();
+                log::warn!(
+                    "{} video files have no database row (first: {})",
+                    report.orphan_files.len(),
+                    shown.join(", ")
+                );
+            }
+            if let Some(first) = report.stale_queued.first() {
+                log::info!("queued {} videos never uploaded for removal", report.stale_queued.len());
+                ctx.notify(Wake { video: *first });
+            }
+            let d = &report.direct;
+            if *d != LeftoverReport::default() {
+                log::info!(
+                    "direct uploads: {} made ready, {} objects removed, {} replaced videos \
+                     queued for removal, {} tickets forgotten, {} multipart uploads aborted",
+                    d.made_ready.len(),
+                    d.removed.len(),
+                    d.replaced.len(),
+                    d.forgotten,
+                    d.aborted
+                );
+            }
+            if let Some(first) = d.replaced.first() {
+                ctx.notify(Wake { video: *first });
+            }
+            Ok(report)
+        })
+        .boxed_local()
     }
 }

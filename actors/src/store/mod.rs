@@ -8,6 +8,7 @@ mod deletions;
 mod feed;
 mod migrate;
 mod name_keys;
+mod tickets;
 mod users;
 mod videos;
 
@@ -28,6 +29,9 @@ pub use comments::{CreateComment, DeleteComment, ListComments};
 pub use deletions::{
     CompleteDeletion, DeletionQueueStats, EnqueueDeletion, FailDeletion, ListDeletions,
     QueueStalePending, QueueStats, Remnants, VideoRemnants,
+};
+pub use tickets::{
+    DueTickets, ForgetTicket, LookupVideo, MarkDirectReady, RecordTicket, TicketRecord, VideoRow,
 };
 pub use users::{
     Credentials, FindCredentials, InsertSession, InsertUser, LoadSession, PurgeSessions,

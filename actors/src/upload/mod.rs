@@ -4,8 +4,14 @@
 //! and removes the file again if the row refuses it, so a file never outlives its row. Dropping
 //! an [`Upload`] at any point discards what was written and frees the video for a retry.
 //!
+//! Direct uploads, straight from the client to the object store, are the same operation's
+//! other door ([`direct`]): a ticket, then a check of the object as strict as [`Upload::push`]'s;
+//! what they leave behind is reconciled by [`leftovers`].
+//!
 //! The HTTP side only parses the body (raw or multipart) and maps [`UploadError`] to statuses.
 
+pub mod direct;
+pub mod leftovers;
 pub mod sniff;
 
 use std::collections::HashSet;
@@ -48,9 +54,15 @@ pub enum UploadError {
     /// The first bytes are not a known video container.
     #[error("not a recognised video container")]
     NotAVideo,
-    /// Writing or committing the file failed (not the client's fault).
+    /// Writing or committing the file failed, or the object store did (not the client's fault).
     #[error("writing the upload: {0}")]
     Io(#[source] io::Error),
+    /// A direct upload, but the blob store is a local directory.
+    #[error("direct uploads need the object store")]
+    NoObjectStore,
+    /// `complete`, but the store has no object for the video.
+    #[error("nothing was uploaded for this video")]
+    NothingUploaded,
 }
 
 /// Starts uploads; one per stream service, shared by its workers.
@@ -97,6 +109,11 @@ impl Uploads {
     /// The largest file accepted.
     pub fn max_bytes(&self) -> u64 {
         self.max_bytes
+    }
+
+    /// The blob backend the files go to.
+    pub fn blobs(&self) -> &Blobs {
+        &self.blobs
     }
 
     /// `uploader` starts uploading `video`'s file. Only the owner of a pending video may, and
