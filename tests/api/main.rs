@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 mod garage_support;
+#[macro_use]
 mod helpers;
+mod process_support;
 
 mod api_accounts;
 mod api_auth;
@@ -18,14 +20,18 @@ mod browser;
 mod scheduler_actors;
 mod scheduler_claims;
 mod scheduler_http;
+mod s3_secrets;
 mod scheduler_process;
+mod scheduler_s3;
 mod scheduler_support;
 mod security;
+mod startup_flags;
 mod store_accounts;
 mod store_actors;
 mod stream_hostile;
 mod stream_limiter;
 mod stream_playback;
+mod stream_redirect;
 mod stream_support;
 mod stream_upload;
 mod web_forward;
