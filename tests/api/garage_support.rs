@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use actors::blob::{S3Blobs, S3Config};
+use douyin_club::Config;
+use douyin_club::config::BlobStoreKind;
 
 pub const REGION: &str = "garage";
 pub const BUCKET: &str = "douyin-test";
@@ -139,6 +141,42 @@ impl Garage {
 
     pub fn blobs(&self) -> S3Blobs {
         S3Blobs::new(self.config()).expect("an S3 client")
+    }
+
+    /// Points a node's storage flags at this Garage (proxied playback, the default).
+    pub fn configure(&self, cfg: &mut Config) {
+        let s = &mut cfg.storage;
+        s.blob_store = BlobStoreKind::S3;
+        s.s3_endpoint = Some(self.endpoint.clone());
+        s.s3_bucket = Some(BUCKET.into());
+        s.s3_region = REGION.into();
+        s.s3_access_key_id = Some(self.access_key.clone());
+        s.s3_secret_access_key = Some(self.secret_key.parse().expect("any text is a secret"));
+    }
+
+    /// The same as command-line flags for the binary, but for the secret, which belongs in the
+    /// environment (`DOUYIN_S3_SECRET_ACCESS_KEY`: flags show in `ps`).
+    pub fn flags(&self) -> Vec<String> {
+        [
+            "--blob-store",
+            "s3",
+            "--s3-endpoint",
+            &self.endpoint,
+            "--s3-bucket",
+            BUCKET,
+            "--s3-region",
+            REGION,
+            "--s3-access-key-id",
+            &self.access_key,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+
+    /// Stops Garage now (a store that goes away under a running node).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -7,6 +7,40 @@ use awc::http::{Method, StatusCode};
 use douyin_club::{Config, Node};
 use serde_json::{Value, json};
 
+use crate::garage_support::Garage;
+
+/// Where a test node keeps its video files: API.md's `--blob-store file` or `s3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Files,
+    /// A real Garage started for the test.
+    S3,
+}
+
+/// Runs each named test body, an `async fn name(backend: Backend)` of the calling module, once
+/// per blob backend: as `files::name` and as `s3::name` (so `cargo test s3::` runs every test
+/// against Garage).
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod files {
+            $(
+                #[actix::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Files).await;
+                }
+            )+
+        }
+        mod s3 {
+            $(
+                #[actix::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::S3).await;
+                }
+            )+
+        }
+    };
+}
+
 /// A running node on ephemeral ports, with its temporary data directory.
 #[allow(dead_code)] // Each test module uses the parts it needs.
 pub struct TestApp {
@@ -17,6 +51,8 @@ pub struct TestApp {
     pub scheduler: String,
     pub web: String,
     pub client: awc::Client,
+    /// The object store of an `s3` node; dropped (stopped) after the node.
+    pub garage: Option<Garage>,
 }
 
 /// A reply: status, headers and the body parsed as JSON (`Value::Null` when empty or not JSON).
@@ -68,6 +104,24 @@ impl TestApp {
         Self::spawn_with(|_| {}).await
     }
 
+    /// Starts a node on `backend` (for `s3`, a Garage of its own) whose configuration `tweak`
+    /// may change first; `None` when the test must skip (Garage missing outside CI).
+    pub async fn on(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<Self> {
+        let garage = match backend {
+            Backend::Files => None,
+            Backend::S3 => Some(Garage::start().await?),
+        };
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut cfg = test_config(dir.path().to_path_buf());
+        if let Some(garage) = &garage {
+            garage.configure(&mut cfg);
+        }
+        tweak(&mut cfg);
+        let mut app = Self::spawn_config(cfg, dir).await;
+        app.garage = garage;
+        Some(app)
+    }
+
     /// Starts a node whose configuration `tweak` may change first.
     pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
@@ -89,6 +143,7 @@ impl TestApp {
             node,
             dir,
             client,
+            garage: None,
         }
     }
 

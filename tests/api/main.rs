@@ -6,7 +6,9 @@
 
 mod direct_support;
 mod garage_support;
+#[macro_use]
 mod helpers;
+mod process_support;
 
 mod api_accounts;
 mod api_auth;
@@ -19,9 +21,12 @@ mod browser;
 mod scheduler_actors;
 mod scheduler_claims;
 mod scheduler_http;
+mod s3_secrets;
 mod scheduler_process;
+mod scheduler_s3;
 mod scheduler_support;
 mod security;
+mod startup_flags;
 mod store_accounts;
 mod store_actors;
 mod stream_direct;
@@ -29,6 +34,7 @@ mod stream_direct_reconcile;
 mod stream_hostile;
 mod stream_limiter;
 mod stream_playback;
+mod stream_redirect;
 mod stream_support;
 mod stream_upload;
 mod web_forward;

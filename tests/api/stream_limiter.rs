@@ -1,13 +1,19 @@
 //! The StreamLimiter through the HTTP edge: buckets per client, global slots held by the
-//! response body, and slots given back by clients that vanish.
+//! response body, and slots given back by clients that vanish — on local files and on a real
+//! Garage, where a vanished client must also end the GET relayed from the store.
 
 use std::time::Duration;
 
 use actix_web::rt::net::TcpStream;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::helpers::TestApp;
+use crate::helpers::{Backend, TestApp};
 use crate::stream_support::*;
+
+on_both_backends!(
+    slots_held_by_idle_readers_come_back_when_they_leave,
+    no_slot_leaks_after_a_thousand_aborted_streams,
+);
 
 #[actix::test]
 async fn burst_then_429_then_refill() {
@@ -47,9 +53,8 @@ async fn open_stream(app: &TestApp, vid: &str) -> TcpStream {
     s
 }
 
-#[actix::test]
-async fn slots_held_by_idle_readers_come_back_when_they_leave() {
-    let app = TestApp::spawn_with(|c| c.max_streams = 2).await;
+async fn slots_held_by_idle_readers_come_back_when_they_leave(backend: Backend) {
+    let Some(app) = TestApp::on(backend, |c| c.max_streams = 2).await else { return };
     let alice = app.register("alice").await;
     let vid = ready_video(&app, &alice, &fake_mp4(32 << 20)).await;
 
@@ -72,16 +77,18 @@ async fn slots_held_by_idle_readers_come_back_when_they_leave() {
     r.assert_status(206);
 }
 
-#[actix::test]
-async fn no_slot_leaks_after_a_thousand_aborted_streams() {
-    let app = TestApp::spawn_with(|c| {
+async fn no_slot_leaks_after_a_thousand_aborted_streams(backend: Backend) {
+    let Some(app) = TestApp::on(backend, |c| {
         c.max_streams = 64;
         // Every test client is 127.0.0.1: one client, allowed every slot here.
         c.max_streams_per_client = 64;
         c.stream_rate = 100_000.0;
         c.stream_burst = 100_000.0;
     })
-    .await;
+    .await
+    else {
+        return;
+    };
     let alice = app.register("alice").await;
     let vid = ready_video(&app, &alice, &fake_mp4(8 << 20)).await;
 

@@ -1,14 +1,23 @@
 //! Playback over a real socket: the Range and conditional matrix byte for byte, HEAD, missing
-//! and hostile ids, and real clients (ffprobe, ffmpeg) reading over HTTP.
+//! and hostile ids, and real clients (ffprobe, ffmpeg) reading over HTTP. Every test runs on
+//! local files and on a real Garage (proxied playback): the answers must not differ.
 
 use awc::http::Method;
 
-use crate::helpers::TestApp;
+use crate::helpers::{Backend, TestApp};
 use crate::stream_support::*;
 
-#[actix::test]
-async fn range_matrix_is_byte_exact() {
-    let app = TestApp::spawn().await;
+on_both_backends!(
+    range_matrix_is_byte_exact,
+    conditional_requests,
+    head_describes_without_a_body,
+    windows_join_up_in_large_ranges,
+    missing_pending_deleted_and_hostile_ids,
+    ffprobe_and_ffmpeg_read_over_http,
+);
+
+async fn range_matrix_is_byte_exact(backend: Backend) {
+    let Some(app) = TestApp::on(backend, |_| {}).await else { return };
     let alice = app.register("alice").await;
     let data = fake_mp4(1000);
     let vid = ready_video(&app, &alice, &data).await;
@@ -53,9 +62,8 @@ async fn range_matrix_is_byte_exact() {
     }
 }
 
-#[actix::test]
-async fn conditional_requests() {
-    let app = TestApp::spawn().await;
+async fn conditional_requests(backend: Backend) {
+    let Some(app) = TestApp::on(backend, |_| {}).await else { return };
     let alice = app.register("alice").await;
     let data = fake_mp4(4000);
     let vid = ready_video(&app, &alice, &data).await;
@@ -111,9 +119,8 @@ async fn conditional_requests() {
     }
 }
 
-#[actix::test]
-async fn head_describes_without_a_body() {
-    let app = TestApp::spawn().await;
+async fn head_describes_without_a_body(backend: Backend) {
+    let Some(app) = TestApp::on(backend, |_| {}).await else { return };
     let alice = app.register("alice").await;
     let data = fake_mp4(3000);
     let vid = ready_video(&app, &alice, &data).await;
@@ -135,9 +142,8 @@ async fn head_describes_without_a_body() {
     assert_eq!(status, 200);
 }
 
-#[actix::test]
-async fn windows_join_up_in_large_ranges() {
-    let app = TestApp::spawn().await;
+async fn windows_join_up_in_large_ranges(backend: Backend) {
+    let Some(app) = TestApp::on(backend, |_| {}).await else { return };
     let alice = app.register("alice").await;
     let data = fake_mp4(3 * 1024 * 1024 + 17);
     let vid = ready_video(&app, &alice, &data).await;
@@ -150,9 +156,8 @@ async fn windows_join_up_in_large_ranges() {
     assert!(r.raw[..] == data[200_000..=2_700_000], "range differs");
 }
 
-#[actix::test]
-async fn missing_pending_deleted_and_hostile_ids() {
-    let app = TestApp::spawn().await;
+async fn missing_pending_deleted_and_hostile_ids(backend: Backend) {
+    let Some(app) = TestApp::on(backend, |_| {}).await else { return };
     let alice = app.register("alice").await;
     let pending = app.create_video(&alice, "later").await;
     get(&app, &format!("/videos/{pending}"), &[]).await.assert_error(404, "006");
@@ -183,7 +188,7 @@ async fn missing_pending_deleted_and_hostile_ids() {
 }
 
 /// A short real MP4 (moov at the end, so a reader must seek with Range) made by ffmpeg.
-async fn real_clip(dir: &std::path::Path) -> Option<Vec<u8>> {
+pub async fn real_clip(dir: &std::path::Path) -> Option<Vec<u8>> {
     if !have_tool("ffmpeg") || !have_tool("ffprobe") {
         return None;
     }
@@ -197,9 +202,8 @@ async fn real_clip(dir: &std::path::Path) -> Option<Vec<u8>> {
     Some(std::fs::read(&out).expect("the clip"))
 }
 
-#[actix::test]
-async fn ffprobe_and_ffmpeg_read_over_http() {
-    let app = TestApp::spawn().await;
+async fn ffprobe_and_ffmpeg_read_over_http(backend: Backend) {
+    let Some(app) = TestApp::on(backend, |_| {}).await else { return };
     let scratch = tempfile::tempdir().expect("a temporary directory");
     let Some(clip) = real_clip(scratch.path()).await else { return };
     let alice = app.register("alice").await;

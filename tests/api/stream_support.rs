@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actix_web::rt::net::TcpStream;
+use actors::blob::Blobs;
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -153,6 +154,25 @@ pub fn partial_files(data_dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(data_dir.join("videos/.partial"))
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default()
+}
+
+/// Writes begun and not finished on the node's backend: partial files, or unfinished
+/// multipart uploads in the object store.
+pub async fn unfinished_writes(app: &TestApp) -> usize {
+    match app.node.blob_backend().expect("this node opens the blobs") {
+        Blobs::Files(_) => partial_files(&app.data_dir()).len(),
+        Blobs::S3(s3) => s3.list_uploads().await.expect("the uploads are listed").len(),
+    }
+}
+
+/// Whether `vid` has a committed file (or object) on the node's backend.
+pub async fn has_file(app: &TestApp, vid: &str) -> bool {
+    let blobs = app.node.blob_backend().expect("this node opens the blobs").store();
+    match blobs.open(vid.parse().expect("a video id")).await {
+        Ok(_) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => panic!("cannot tell whether {vid} has a file: {e}"),
+    }
 }
 
 /// Whether `tool` can run; without it the test fails under `CI=true` and is skipped elsewhere.

@@ -1,0 +1,112 @@
+//! API.md: a bad value of a storage flag stops start-up with one clear line naming the flag,
+//! before any listener opens. The real binary with every port it is given already taken by the
+//! test: had it bound anything first, it would fail on the port instead of the flag.
+
+use std::net::TcpListener;
+
+use crate::process_support::command;
+
+const SECRET: &str = "a-secret-the-error-must-not-show";
+
+/// Flags of a complete S3 configuration (the store need not exist: nothing is sent to it
+/// before the listeners are up).
+fn s3_flags() -> Vec<&'static str> {
+    vec![
+        "--blob-store",
+        "s3",
+        "--s3-endpoint",
+        "http://127.0.0.1:9",
+        "--s3-bucket",
+        "videos",
+        "--s3-access-key-id",
+        "GK0123456789abcdef01234567",
+    ]
+}
+
+/// Runs the binary with `args` and `env` while the test holds every port it names; returns
+/// whether it succeeded, what it printed, and the directory its data dir would be in.
+fn start_with(args: &[&str], env: &[(&str, &str)]) -> (bool, String, tempfile::TempDir) {
+    let taken: Vec<TcpListener> =
+        (0..4).map(|_| TcpListener::bind("127.0.0.1:0").expect("a port")).collect();
+    let addr = |i: usize| taken[i].local_addr().expect("bound").to_string();
+    let scratch = tempfile::tempdir().expect("a temporary directory");
+    let data = scratch.path().join("data");
+    let o = command(env)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--api-addr", &addr(0), "--stream-addr", &addr(1)])
+        .args(["--scheduler-addr", &addr(2), "--web-addr", &addr(3)])
+        .args(args)
+        .output()
+        .expect("the binary runs");
+    let out =
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    drop(taken);
+    (o.status.success(), out, scratch)
+}
+
+/// The binary, given the secret in its environment, refuses `args` with one line that names
+/// `flag`, having bound and written nothing.
+#[track_caller]
+fn refused(args: &[&str], env: &[(&str, &str)], flag: &str) {
+    let mut env = env.to_vec();
+    env.push(("DOUYIN_S3_SECRET_ACCESS_KEY", SECRET));
+    assert_refusal(args, start_with(args, &env), flag);
+}
+
+#[track_caller]
+fn assert_refusal(args: &[&str], (ok, out, scratch): (bool, String, tempfile::TempDir), flag: &str) {
+    assert!(!ok, "{args:?} must not start:\n{out}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: one line:\n{out}");
+    assert!(lines[0].contains(flag), "{args:?}: the line names {flag}: {out}");
+    assert!(!lines[0].contains("cannot listen"), "{args:?}: it tried to bind first: {out}");
+    assert!(!out.contains(SECRET), "{args:?}: the secret is shown: {out}");
+    assert!(!scratch.path().join("data").exists(), "{args:?}: the data dir was created");
+}
+
+#[test]
+fn a_missing_s3_flag_is_named() {
+    for (i, flag) in [(2, "--s3-endpoint"), (4, "--s3-bucket"), (6, "--s3-access-key-id")] {
+        let mut args = s3_flags();
+        args.drain(i..i + 2);
+        refused(&args, &[], flag);
+    }
+    let mut args = s3_flags();
+    args.extend(["--s3-bucket", " "]);
+    refused(&args, &[], "--s3-bucket");
+    // Without the secret the node cannot sign.
+    assert_refusal(&s3_flags(), start_with(&s3_flags(), &[]), "--s3-secret-access-key");
+    // The same rules for the environment's names.
+    refused(&[], &[("DOUYIN_BLOB_STORE", "s3"), ("DOUYIN_S3_ENDPOINT", "http://127.0.0.1:9")], "--s3-bucket");
+}
+
+#[test]
+fn a_bad_endpoint_is_named() {
+    for bad in ["ftp://127.0.0.1:3900", "not a url", "http://", "http://127.0.0.1:3900/?x=1"] {
+        let mut args = s3_flags();
+        args[3] = bad;
+        refused(&args, &[], "--s3-endpoint");
+        let mut args = s3_flags();
+        args.extend(["--s3-public-endpoint", bad]);
+        refused(&args, &[], "--s3-public-endpoint");
+    }
+}
+
+#[test]
+fn redirect_playback_needs_the_object_store() {
+    refused(&["--playback", "redirect"], &[], "--playback");
+    refused(&["--blob-store", "file", "--playback", "redirect"], &[], "--playback");
+}
+
+/// The control: with good flags the same taken ports do stop start-up, on the port — so the
+/// refusals above came before any listener.
+#[test]
+fn good_flags_reach_the_listeners() {
+    for args in [vec![], s3_flags()] {
+        let (ok, out, _) = start_with(&args, &[("DOUYIN_S3_SECRET_ACCESS_KEY", SECRET)]);
+        assert!(!ok, "the ports are taken:\n{out}");
+        assert!(out.contains("cannot listen"), "{args:?}: {out}");
+        assert!(!out.contains(SECRET), "{out}");
+    }
+}
