@@ -25,10 +25,6 @@ impl Ports {
         Ports { api: free_port(), stream: free_port(), scheduler: free_port(), web: free_port() }
     }
 
-    pub fn all(&self) -> [u16; 4] {
-        [self.api, self.stream, self.scheduler, self.web]
-    }
-
     fn args(&self) -> Vec<String> {
         let addr = |p: u16| format!("127.0.0.1:{p}");
         [

@@ -33,11 +33,8 @@ fn help_never_shows_a_secret_from_the_environment() {
         ];
         let o = command(&env).arg(flag).output().expect("the binary runs");
         assert!(o.status.success(), "{flag}: {}", o.status);
-        let out = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let out =
+            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
         assert!(out.contains("--s3-secret-access-key"), "{flag} lists the flag:\n{out}");
         assert!(out.contains("--internal-token"), "{flag} lists the flag:\n{out}");
         if flag == "--help" {
@@ -84,8 +81,14 @@ async fn a_node_on_s3_keeps_its_secrets_out_of_logs_metrics_and_errors() {
     let (api, stream, scheduler, web) = (node.api(), node.stream(), node.scheduler(), node.web());
     let secrets = [secret.as_str(), token];
 
-    let r = call(&client, Method::POST, &format!("{api}/user"), &[("Content-Type", "application/json")],
-        Some(json!({"user_name": "alice", "pwd": "password1"}).to_string().into_bytes())).await;
+    let r = call(
+        &client,
+        Method::POST,
+        &format!("{api}/user"),
+        &[("Content-Type", "application/json")],
+        Some(json!({"user_name": "alice", "pwd": "password1"}).to_string().into_bytes()),
+    )
+    .await;
     let session = r.assert_status(201)["session_id"].as_str().expect("a session").to_owned();
     let auth = [("X-Session-Id", session.as_str()), ("Content-Type", "application/json")];
     let mut vids = Vec::new();
@@ -99,34 +102,73 @@ async fn a_node_on_s3_keeps_its_secrets_out_of_logs_metrics_and_errors() {
     let mut errors = Vec::new();
     // A refused upload (not a video), then real ones.
     let text = b"plainly not a video file, long enough to sniff".to_vec();
-    errors.push(call(&client, Method::POST, &format!("{stream}/upload/{}", vids[0]), &upload, Some(text)).await);
+    errors.push(
+        call(&client, Method::POST, &format!("{stream}/upload/{}", vids[0]), &upload, Some(text))
+            .await,
+    );
     for vid in &vids {
-        let r = call(&client, Method::POST, &format!("{stream}/upload/{vid}"), &upload,
-            Some(fake_mp4(100_000))).await;
+        let r = call(
+            &client,
+            Method::POST,
+            &format!("{stream}/upload/{vid}"),
+            &upload,
+            Some(fake_mp4(100_000)),
+        )
+        .await;
         r.assert_status(201);
     }
     let play = |vid: &str| format!("{stream}/videos/{vid}");
-    call(&client, Method::GET, &play(&vids[0]), &[("Range", "bytes=0-99")], None).await.assert_status(206);
+    call(&client, Method::GET, &play(&vids[0]), &[("Range", "bytes=0-99")], None)
+        .await
+        .assert_status(206);
     call(&client, Method::HEAD, &play(&vids[0]), &[], None).await.assert_status(200);
-    call(&client, Method::GET, &format!("{web}/videos/{}", vids[0]), &[], None).await.assert_status(200);
+    call(&client, Method::GET, &format!("{web}/videos/{}", vids[0]), &[], None)
+        .await
+        .assert_status(200);
     // Failing requests of every kind.
-    errors.push(call(&client, Method::GET, &play(&uuid::Uuid::new_v4().to_string()), &[], None).await);
+    errors.push(
+        call(&client, Method::GET, &play(&uuid::Uuid::new_v4().to_string()), &[], None).await,
+    );
     errors.push(call(&client, Method::GET, &format!("{stream}/videos/..%2F"), &[], None).await);
-    errors.push(call(&client, Method::POST, &format!("{stream}/upload/{}", vids[0]),
-        &[("X-Session-Id", "nope"), ("Content-Type", "video/mp4")], Some(fake_mp4(1000))).await);
-    errors.push(call(&client, Method::GET, &format!("{scheduler}/video-delete-record"),
-        &[("Authorization", "Bearer wrong")], None).await);
+    errors.push(
+        call(
+            &client,
+            Method::POST,
+            &format!("{stream}/upload/{}", vids[0]),
+            &[("X-Session-Id", "nope"), ("Content-Type", "video/mp4")],
+            Some(fake_mp4(1000)),
+        )
+        .await,
+    );
+    errors.push(
+        call(
+            &client,
+            Method::GET,
+            &format!("{scheduler}/video-delete-record"),
+            &[("Authorization", "Bearer wrong")],
+            None,
+        )
+        .await,
+    );
     // A ready video whose object went away behind the node's back.
     assert!(garage.blobs().head(vids[1].parse().unwrap()).await.unwrap().is_some());
     use actors::blob::BlobStore as _;
     garage.blobs().remove(vids[1].parse().unwrap()).await.unwrap();
     errors.push(call(&client, Method::GET, &play(&vids[1]), &[], None).await);
-    let r = call(&client, Method::DELETE, &format!("{api}/user/alice/videos/{}", vids[2]), &auth, None)
-        .await;
+    let r =
+        call(&client, Method::DELETE, &format!("{api}/user/alice/videos/{}", vids[2]), &auth, None)
+            .await;
     r.assert_status(204);
     let bearer = format!("Bearer {token}");
-    call(&client, Method::GET, &format!("{scheduler}/video-delete-record"),
-        &[("Authorization", bearer.as_str())], None).await.assert_status(200);
+    call(
+        &client,
+        Method::GET,
+        &format!("{scheduler}/video-delete-record"),
+        &[("Authorization", bearer.as_str())],
+        None,
+    )
+    .await
+    .assert_status(200);
 
     // The store goes away: playback, HEAD and upload fail with our JSON error, nothing more.
     garage.kill();
@@ -147,14 +189,24 @@ async fn a_node_on_s3_keeps_its_secrets_out_of_logs_metrics_and_errors() {
             .await;
         r.assert_status(201)["id"].as_str().expect("an id").to_owned()
     };
-    let r = call(&client, Method::POST, &format!("{stream}/upload/{pending}"), &upload,
-        Some(fake_mp4(9 << 20))).await;
+    let r = call(
+        &client,
+        Method::POST,
+        &format!("{stream}/upload/{pending}"),
+        &upload,
+        Some(fake_mp4(9 << 20)),
+    )
+    .await;
     assert_eq!(r.status.as_u16(), 500, "an upload into a stopped store: {}", r.body);
     errors.push(r);
     errors.extend(down);
     for r in &errors {
         assert!(r.status.is_client_error() || r.status.is_server_error(), "{}", r.status);
-        assert_clean(&format!("the {} error body", r.status), &String::from_utf8_lossy(&r.raw), &secrets);
+        assert_clean(
+            &format!("the {} error body", r.status),
+            &String::from_utf8_lossy(&r.raw),
+            &secrets,
+        );
         for (name, value) in &r.headers {
             let value = value.to_str().unwrap_or_default();
             assert_clean(&format!("the {} header {name}", r.status), value, &secrets);

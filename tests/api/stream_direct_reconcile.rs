@@ -26,7 +26,13 @@ fn secs(n: u64) -> Duration {
 
 /// Starts an upload through the server over a raw socket: the head announcing `data`, then the
 /// first `sent` bytes; returns the socket, to finish or to drop.
-async fn start_upload(app: &TestApp, user: &TestUser, vid: &str, data: &[u8], sent: usize) -> TcpStream {
+async fn start_upload(
+    app: &TestApp,
+    user: &TestUser,
+    vid: &str,
+    data: &[u8],
+    sent: usize,
+) -> TcpStream {
     let mut s = TcpStream::connect(host_of(&app.stream)).await.unwrap();
     let head = format!(
         "POST /upload/{vid} HTTP/1.1\r\nHost: x\r\nX-Session-Id: {}\r\n\

@@ -147,9 +147,14 @@ async fn preconditions_are_ours_and_head_is_answered_here() {
     assert_eq!(header(&head, "cache-control"), "no-cache");
     let modified = header(&head, "last-modified").to_owned();
     assert!(httpdate::parse_http_date(&modified).is_ok());
-    let ranged =
-        app.send(Method::HEAD, &format!("{}{path}", app.stream), Some(("Range", "bytes=0-9".into())), None)
-            .await;
+    let ranged = app
+        .send(
+            Method::HEAD,
+            &format!("{}{path}", app.stream),
+            Some(("Range", "bytes=0-9".into())),
+            None,
+        )
+        .await;
     ranged.assert_status(200);
     assert_eq!(header(&ranged, "content-length"), "4000", "HEAD describes the whole file");
     // Nothing after the head on the wire either.

@@ -318,7 +318,10 @@ impl Handler<Reconcile> for Dispatcher {
                 );
             }
             if let Some(first) = report.stale_queued.first() {
-                log::info!("queued {} videos never uploaded for removal", report.stale_queued.len());
+                log::info!(
+                    "queued {} videos never uploaded for removal",
+                    report.stale_queued.len()
+                );
                 ctx.notify(Wake { video: *first });
             }
             let d = &report.direct;

@@ -8,7 +8,8 @@ use crate::error::StoreError;
 use crate::model::{Cursor, Listing, Page, User, UserId, UserName, Video, VideoFile, VideoId};
 
 /// Columns read by [`video_row`], in order; `v` is videos, `u` its author.
-pub(super) const VIDEO_COLS: &str = "v.id, v.author_id, u.user_name, v.name, v.created_at, v.state, v.size,
+pub(super) const VIDEO_COLS: &str =
+    "v.id, v.author_id, u.user_name, v.name, v.created_at, v.state, v.size,
     v.content_type, v.sha256, v.uploaded_at, v.seq";
 
 /// Who may see a video: ready ones are public, pending ones only to their owner.
@@ -228,47 +229,47 @@ impl Handler<MarkReady> for VideoStore {
 
     fn handle(&mut self, msg: MarkReady, _: &mut Self::Context) -> Self::Result {
         let mut conn = self.conn()?;
-        write_tx(&mut conn, |tx| mark_ready(tx, &msg))
-        .inspect(|_| self.feed.invalidate())
+        write_tx(&mut conn, |tx| mark_ready(tx, &msg)).inspect(|_| self.feed.invalidate())
     }
 }
 
 /// [`MarkReady`] inside the caller's transaction (a direct upload records more beside it).
-pub(super) fn mark_ready(tx: &rusqlite::Transaction<'_>, msg: &MarkReady) -> Result<Video, StoreError> {
-        let state: Option<(String, i64)> = tx
-            .query_row(
-                "SELECT state, author_id FROM videos WHERE id = ?1",
-                [msg.id.to_string()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        match state {
-            None => return Err(StoreError::NotFound),
-            Some((s, _)) if s == "deleted" => return Err(StoreError::NotFound),
-            Some((_, author)) if author != msg.owner.0 => return Err(StoreError::Forbidden),
-            Some((s, _)) if s == "ready" => {
-                return Err(StoreError::Conflict("video file already uploaded"));
-            }
-            Some(_) => {}
+pub(super) fn mark_ready(
+    tx: &rusqlite::Transaction<'_>,
+    msg: &MarkReady,
+) -> Result<Video, StoreError> {
+    let state: Option<(String, i64)> = tx
+        .query_row("SELECT state, author_id FROM videos WHERE id = ?1", [msg.id.to_string()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    match state {
+        None => return Err(StoreError::NotFound),
+        Some((s, _)) if s == "deleted" => return Err(StoreError::NotFound),
+        Some((_, author)) if author != msg.owner.0 => return Err(StoreError::Forbidden),
+        Some((s, _)) if s == "ready" => {
+            return Err(StoreError::Conflict("video file already uploaded"));
         }
-        let size = i64::try_from(msg.file.size)
-            .map_err(|_| StoreError::Internal("file size out of range".into()))?;
-        tx.execute(
-            "UPDATE videos SET state = 'ready', size = ?2, content_type = ?3, sha256 = ?4,
+        Some(_) => {}
+    }
+    let size = i64::try_from(msg.file.size)
+        .map_err(|_| StoreError::Internal("file size out of range".into()))?;
+    tx.execute(
+        "UPDATE videos SET state = 'ready', size = ?2, content_type = ?3, sha256 = ?4,
                 uploaded_at = ?5 WHERE id = ?1",
-            params![
-                msg.id.to_string(),
-                size,
-                msg.file.content_type,
-                msg.file.sha256,
-                to_ms(msg.file.uploaded_at)
-            ],
-        )?;
-        let sql = format!(
-            "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id
+        params![
+            msg.id.to_string(),
+            size,
+            msg.file.content_type,
+            msg.file.sha256,
+            to_ms(msg.file.uploaded_at)
+        ],
+    )?;
+    let sql = format!(
+        "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id
              WHERE v.id = ?1"
-        );
-        Ok(tx.query_row(&sql, [msg.id.to_string()], video_row)?.0)
+    );
+    Ok(tx.query_row(&sql, [msg.id.to_string()], video_row)?.0)
 }
 
 impl Handler<DeleteVideo> for VideoStore {

@@ -14,8 +14,8 @@ use time::OffsetDateTime;
 
 use super::sniff::{SNIFF_LEN, sniff};
 use super::{Claim, UploadError, Uploads};
+use crate::blob::S3Blobs;
 use crate::blob::s3::{ObjectMeta, PostPolicy, S3Error};
-use crate::blob::{BlobStore as _, S3Blobs};
 use crate::error::StoreError;
 use crate::model::{UserId, Video, VideoFile, VideoId};
 use crate::store::{GetVideo, LookupVideo, MarkDirectReady, RecordTicket, VideoRow};
@@ -182,7 +182,9 @@ pub(super) fn s3_error(e: S3Error) -> UploadError {
 pub(super) fn validator(meta: &ObjectMeta) -> Result<String, UploadError> {
     let inner = meta.etag.strip_prefix('"').and_then(|e| e.strip_suffix('"'));
     match inner {
-        Some(tag) if !tag.is_empty() && tag.bytes().all(|b| b == 0x21 || (0x23..=0x7e).contains(&b)) => {
+        Some(tag)
+            if !tag.is_empty() && tag.bytes().all(|b| b == 0x21 || (0x23..=0x7e).contains(&b)) =>
+        {
             Ok(tag.to_owned())
         }
         _ => Err(UploadError::Io(std::io::Error::other(format!(

@@ -12,7 +12,9 @@ use super::{Claim, UploadError, Uploads, lock};
 use crate::blob::{BlobStore as _, S3Blobs};
 use crate::error::StoreError;
 use crate::model::VideoId;
-use crate::store::{DueTickets, EnqueueDeletion, ForgetTicket, LookupVideo, TicketRecord, VideoRow};
+use crate::store::{
+    DueTickets, EnqueueDeletion, ForgetTicket, LookupVideo, TicketRecord, VideoRow,
+};
 
 /// Tickets looked at per pass at most; the next pass takes the rest.
 const TICKETS_PER_PASS: u32 = 500;
@@ -88,12 +90,14 @@ impl Uploads {
                         log::info!("removed the direct upload of video {video}: {why}");
                         report.removed.push(video);
                     }
-                    Checked::Valid(file) => match self.mark_direct_ready(video, v.author_id, file).await {
-                        Ok(_) => report.made_ready.push(video),
-                        // A `complete` or another scheduler recorded it first.
-                        Err(UploadError::AlreadyUploaded) => {}
-                        Err(e) => return Err(e),
-                    },
+                    Checked::Valid(file) => {
+                        match self.mark_direct_ready(video, v.author_id, file).await {
+                            Ok(_) => report.made_ready.push(video),
+                            // A `complete` or another scheduler recorded it first.
+                            Err(UploadError::AlreadyUploaded) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
                 }
             }
             // Ready: until its ticket expires the form can still replace the object, so the
