@@ -9,6 +9,7 @@ pub mod error;
 pub mod headers;
 pub mod json;
 pub mod pace;
+pub mod relocate;
 pub mod scheduler;
 pub mod server;
 pub mod startup;

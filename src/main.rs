@@ -1,6 +1,7 @@
 //! The binary: read the configuration, start the node, stop it cleanly on Ctrl-C or SIGTERM.
 
 use clap::Parser as _;
+use douyin_club::config::Command;
 use douyin_club::{Config, Node};
 
 // Request handling allocates many small, short-lived objects on several threads at once;
@@ -29,7 +30,10 @@ fn purge_freed_memory_at_once() {
 async fn main() -> std::process::ExitCode {
     purge_freed_memory_at_once();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let config = Config::parse();
+    let mut config = Config::parse();
+    if let Some(Command::MoveToObjectStore(args)) = config.command.take() {
+        return move_to_object_store(config, args).await;
+    }
     let mut node = match Node::start(config).await {
         Ok(node) => node,
         Err(e) => {
@@ -43,6 +47,36 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             log::error!("server failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The `move-to-object-store` command: success only when every video was moved.
+async fn move_to_object_store(
+    config: Config,
+    args: douyin_club::config::MoveArgs,
+) -> std::process::ExitCode {
+    match douyin_club::relocate::move_to_object_store(config, args).await {
+        Ok(report) => {
+            log::info!(
+                "moved {} videos ({} bytes), removed {} local files, aborted {} cut-off copies, \
+                 left {}",
+                report.moved,
+                report.bytes,
+                report.removed,
+                report.aborted,
+                report.skipped.len()
+            );
+            if report.skipped.is_empty() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                log::error!("{} videos stay on files; run the move again", report.skipped.len());
+                std::process::ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            log::error!("the move stopped: {e}; run it again to go on");
             std::process::ExitCode::FAILURE
         }
     }

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod error;
 pub mod limiter;
 pub mod model;
+pub mod relocate;
 pub mod scheduler;
 pub mod session;
 pub mod store;

@@ -290,6 +290,36 @@ pub struct VideoFile {
     /// was uploaded straight to the store (`upload::direct`), which the node never reads whole.
     pub sha256: String,
     pub uploaded_at: OffsetDateTime,
+    /// Where the bytes are.
+    pub location: BlobLocation,
+}
+
+/// Where a ready video's bytes live. A site that started with files and moved to the object
+/// store has both for a while (`relocate`); each video is served from where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlobLocation {
+    /// `<data-dir>/videos` of the node.
+    File,
+    /// The object store's bucket.
+    ObjectStore,
+}
+
+impl BlobLocation {
+    /// The column's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlobLocation::File => "file",
+            BlobLocation::ObjectStore => "s3",
+        }
+    }
+
+    /// From the column; rows from before locations were recorded are files.
+    pub fn from_column(value: Option<&str>) -> Self {
+        match value {
+            Some("s3") => BlobLocation::ObjectStore,
+            _ => BlobLocation::File,
+        }
+    }
 }
 
 /// A video as stored.

@@ -173,6 +173,35 @@ pub struct Config {
     /// Where the actors read the time: the real clock, or a hand-moved one in tests.
     #[arg(skip)]
     pub clock: actors::clock::SharedClock,
+
+    /// A one-off task instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The one-off tasks.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Moves every video still in <data-dir>/videos to the object store while the site keeps
+    /// serving: each file is copied, verified by its SHA-256, switched, then removed. Needs
+    /// --blob-store s3 and the --s3-* flags (before the command's name), the nodes running
+    /// with them, and the data dir of the node that has the files. Safe to interrupt; run it
+    /// again to go on.
+    MoveToObjectStore(MoveArgs),
+}
+
+/// How `move-to-object-store` goes about it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MoveArgs {
+    /// Seconds a local file is kept after its video plays from the store, for requests that
+    /// were already on their way to it.
+    #[arg(long, default_value_t = 10)]
+    pub linger_secs: u64,
+
+    /// Reads at most this many MiB per second from the disk and the store together, so that
+    /// playback keeps its share (0: no limit).
+    #[arg(long, default_value_t = 0.0)]
+    pub max_mib_per_sec: f64,
 }
 
 impl Config {

@@ -44,7 +44,8 @@ impl Runner {
         node: SchedulerNode,
         direct_grace: Duration,
     ) -> Result<Runner, RunnerError> {
-        let blobs = uploads.blobs().store();
+        // Files are removed wherever they are: a moving site has both.
+        let blobs = uploads.blobs().everywhere();
         let metrics = SchedulerMetrics::new();
         let executor =
             Executor::new(store.clone(), blobs.clone(), RetryPolicy::default(), metrics.clone())

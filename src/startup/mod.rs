@@ -145,6 +145,24 @@ fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
     f.sync_all()
 }
 
+/// Opens the data dir for a one-off task rather than a node: its store actor and its blobs,
+/// as a node opens them (the flags checked first).
+pub async fn open_for_task(config: &Config) -> Result<(Addr<VideoStore>, Blobs), StartError> {
+    let settings = config.storage.settings()?;
+    let cfg = config.clone();
+    let (pool, blobs) = web::block(move || -> Result<_, StartError> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(io_err(format!("creating {}", cfg.data_dir.display())))?;
+        open_data_dir(&cfg, &settings)
+    })
+    .await
+    .map_err(|e| StartError::Io {
+        what: "opening the data dir".into(),
+        source: io::Error::other(e),
+    })??;
+    Ok((VideoStore::start(pool, STORE_THREADS), blobs))
+}
+
 /// Opens the database (private to its owner: it holds password and session hashes) and the
 /// video directory. Blocking.
 fn open_data_dir(cfg: &Config, settings: &BlobSettings) -> Result<(Pool, Blobs), StartError> {
@@ -152,12 +170,14 @@ fn open_data_dir(cfg: &Config, settings: &BlobSettings) -> Result<(Pool, Blobs),
     make_private(&db).map_err(io_err(format!("securing {}", db.display())))?;
     let pool = VideoStore::open(&db, STORE_THREADS as u32 + 2)?;
     let videos = cfg.data_dir.join("videos");
+    // With the object store too: it holds the files not moved there yet.
+    let files = Arc::new(
+        LocalBlobs::open(&videos, cfg.blob_read.into())
+            .map_err(io_err(format!("opening {}", videos.display())))?,
+    );
     let blobs = match settings {
-        BlobSettings::Files => Blobs::Files(Arc::new(
-            LocalBlobs::open(&videos, cfg.blob_read.into())
-                .map_err(io_err(format!("opening {}", videos.display())))?,
-        )),
-        BlobSettings::S3(s3) => Blobs::S3(Arc::new(S3Blobs::new((**s3).clone())?)),
+        BlobSettings::Files => Blobs::files_only(files),
+        BlobSettings::S3(s3) => Blobs::object_store(Arc::new(S3Blobs::new((**s3).clone())?), files),
     };
     Ok((pool, blobs))
 }
@@ -338,9 +358,10 @@ impl Node {
         self.stores.as_ref().map(|s| s.sessions.clone())
     }
 
-    /// The local video files, when this node's role opens them.
+    /// The local video files, when this node's role opens them and keeps new files there.
     pub fn blobs(&self) -> Option<Arc<LocalBlobs>> {
-        self.stores.as_ref().and_then(|s| s.blobs.files().cloned())
+        let stores = self.stores.as_ref()?;
+        stores.blobs.s3().is_none().then(|| stores.blobs.files().clone())
     }
 
     /// The blob backend, when this node's role opens it.

@@ -13,8 +13,8 @@ use actix_web::body::{BodySize, MessageBody, SizedStream};
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
-use actors::blob::{BlobReader, Blobs, READ_BUF};
-use actors::model::VideoId;
+use actors::blob::{BlobReader, READ_BUF};
+use actors::model::{BlobLocation, VideoId};
 use actors::store::GetPlayable;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -93,7 +93,9 @@ pub async fn play(
     // Redirected playback: the visibility check and the limiter's token are behind us, so a
     // GET goes to a signed URL of the object and its bytes flow from the store; a HEAD is
     // answered here below, since a signed GET URL does not serve HEAD.
-    if let (Playback::Redirect, Blobs::S3(s3)) = (state.playback, &state.blobs)
+    let location = file.location;
+    if let (Playback::Redirect, BlobLocation::ObjectStore, Some(s3)) =
+        (state.playback, location, state.blobs.s3())
         && req.method() == Method::GET
     {
         let url = s3.presign_get(id, state.signed_url_ttl);
@@ -126,7 +128,12 @@ pub async fn play(
         }
     };
 
-    let reader = state.blobs.store().open(id).await.map_err(|e| {
+    // Each video from where its bytes are: a site moving to the object store has both.
+    let Some(blobs) = state.blobs.at(location) else {
+        log::error!("video {id} is in the object store, but this node runs without one");
+        return Err(AppError::Internal);
+    };
+    let reader = blobs.open(id).await.map_err(|e| {
         // A ready video whose file is gone: removed by the scheduler after a delete that
         // raced this request, or lost on disk.
         log::warn!("video {id} is ready but its file cannot be opened: {e}");
@@ -149,14 +156,14 @@ pub async fn play(
     let len = if file.size == 0 { 0 } else { last - first + 1 };
     let served = state.metrics.bytes_served.clone();
     let head = req.method() == Method::HEAD;
-    Ok(match &state.blobs {
-        Blobs::Files(_) => res.body(FileBody::new(reader, first, len, head, served)),
+    Ok(match location {
+        BlobLocation::File => res.body(FileBody::new(reader, first, len, head, served)),
         // One ranged GET to the store, relayed as it arrives (a round trip per window would
         // cost more than the bytes).
-        Blobs::S3(_) if head => {
+        BlobLocation::ObjectStore if head => {
             res.body(SizedStream::new(len, futures_util::stream::empty::<io::Result<Bytes>>()))
         }
-        Blobs::S3(_) => {
+        BlobLocation::ObjectStore => {
             let chunks = reader.read_stream(first, len).inspect(move |chunk| {
                 if let Ok(chunk) = chunk {
                     served.inc_by(chunk.len() as u64);
@@ -219,10 +226,10 @@ impl FileBody {
     /// so the windows ahead must be polled while earlier bytes go out, not when they are due.
     fn poll_reads(&mut self, cx: &mut Context<'_>) {
         for w in &mut self.ahead {
-            if let Window::Reading(read) = w {
-                if let Poll::Ready(r) = read.as_mut().poll(cx) {
-                    *w = Window::Done(r);
-                }
+            if let Window::Reading(read) = w
+                && let Poll::Ready(r) = read.as_mut().poll(cx)
+            {
+                *w = Window::Done(r);
             }
         }
     }

@@ -27,6 +27,7 @@ pub async fn mark_ready(store: &Addr<VideoStore>, app: &TestApp, user: &TestUser
         content_type: "video/mp4".into(),
         sha256: "ab".repeat(32),
         uploaded_at: time::OffsetDateTime::now_utc(),
+        location: actors::model::BlobLocation::File,
     };
     let id: VideoId = id.parse().unwrap();
     store.send(MarkReady { id, owner, file }).await.unwrap().unwrap();

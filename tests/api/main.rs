@@ -18,6 +18,7 @@ mod api_videos;
 mod blob_s3;
 mod blob_store;
 mod browser;
+mod move_to_s3;
 mod s3_secrets;
 mod scheduler_actors;
 mod scheduler_claims;

@@ -109,6 +109,7 @@ pub async fn make_ready(
                 content_type: "video/mp4".into(),
                 sha256: "0".repeat(64),
                 uploaded_at: OffsetDateTime::now_utc(),
+                location: actors::model::BlobLocation::File,
             },
         })
         .await

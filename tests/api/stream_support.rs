@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actix_web::rt::net::TcpStream;
-use actors::blob::Blobs;
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -159,9 +158,9 @@ pub fn partial_files(data_dir: &Path) -> Vec<PathBuf> {
 /// Writes begun and not finished on the node's backend: partial files, or unfinished
 /// multipart uploads in the object store.
 pub async fn unfinished_writes(app: &TestApp) -> usize {
-    match app.node.blob_backend().expect("this node opens the blobs") {
-        Blobs::Files(_) => partial_files(&app.data_dir()).len(),
-        Blobs::S3(s3) => s3.list_uploads().await.expect("the uploads are listed").len(),
+    match app.node.blob_backend().expect("this node opens the blobs").s3() {
+        None => partial_files(&app.data_dir()).len(),
+        Some(s3) => s3.list_uploads().await.expect("the uploads are listed").len(),
     }
 }
 

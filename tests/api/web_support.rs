@@ -95,6 +95,7 @@ pub async fn mark_ready(app: &TestApp, user: &TestUser, vid: &str) {
         content_type: "video/webm".into(),
         sha256: "0".repeat(64),
         uploaded_at: time::OffsetDateTime::now_utc(),
+        location: actors::model::BlobLocation::File,
     };
     let id = vid.parse().expect("a video id");
     store

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
 
-use crate::model::VideoId;
+use crate::model::{BlobLocation, VideoId};
 
 mod local;
 mod pool;
@@ -21,47 +21,115 @@ pub use local::{LocalBlobs, ReadMode};
 pub use pool::READ_BUF;
 pub use s3::{S3Blobs, S3Config};
 
-/// The blob backend a node runs with, chosen once at start-up: each service gets this one typed
-/// value, and what only one backend can do (sign a URL, a POST policy) is asked of its variant.
+/// The blob backends a node runs with, chosen once at start-up: each service gets this one
+/// typed value, and what only the object store can do (sign a URL, a POST policy) is asked of
+/// it. The local directory is always there: it is the backend with `--blob-store file`, and
+/// with `s3` it still holds the files of a site that started with files until they are moved
+/// (`relocate`). Each ready video records which of the two has its bytes.
 #[derive(Debug, Clone)]
-pub enum Blobs {
-    /// A local directory.
-    Files(Arc<LocalBlobs>),
-    /// An S3-compatible object store.
-    S3(Arc<S3Blobs>),
+pub struct Blobs {
+    files: Arc<LocalBlobs>,
+    s3: Option<Arc<S3Blobs>>,
 }
 
 impl Blobs {
-    /// The backend as the common trait.
+    /// Files only (`--blob-store file`).
+    pub fn files_only(files: Arc<LocalBlobs>) -> Self {
+        Blobs { files, s3: None }
+    }
+
+    /// New files go to the object store; `files` holds the ones not moved yet.
+    pub fn object_store(s3: Arc<S3Blobs>, files: Arc<LocalBlobs>) -> Self {
+        Blobs { files, s3: Some(s3) }
+    }
+
+    /// Where new files go.
+    pub fn location(&self) -> BlobLocation {
+        match self.s3 {
+            Some(_) => BlobLocation::ObjectStore,
+            None => BlobLocation::File,
+        }
+    }
+
+    /// The backend new files go to, as the common trait.
     pub fn store(&self) -> Arc<dyn BlobStore> {
-        match self {
-            Blobs::Files(files) => files.clone(),
-            Blobs::S3(s3) => s3.clone(),
+        match &self.s3 {
+            Some(s3) => s3.clone(),
+            None => self.files.clone(),
         }
     }
 
-    /// The object store, when that is the backend.
+    /// The backend that holds files at `location`; `None` for the object store on a node
+    /// without one.
+    pub fn at(&self, location: BlobLocation) -> Option<Arc<dyn BlobStore>> {
+        match location {
+            BlobLocation::File => Some(self.files.clone()),
+            BlobLocation::ObjectStore => self.s3.clone().map(|s3| s3 as Arc<dyn BlobStore>),
+        }
+    }
+
+    /// Both backends as one, for whoever removes and reconciles files wherever they are: a
+    /// removal removes from each, a listing lists both.
+    pub fn everywhere(&self) -> Arc<dyn BlobStore> {
+        match &self.s3 {
+            Some(s3) => Arc::new(Everywhere { files: self.files.clone(), s3: s3.clone() }),
+            None => self.files.clone(),
+        }
+    }
+
+    /// The object store, when the node has one.
     pub fn s3(&self) -> Option<&Arc<S3Blobs>> {
-        match self {
-            Blobs::S3(s3) => Some(s3),
-            Blobs::Files(_) => None,
-        }
+        self.s3.as_ref()
     }
 
-    /// Whether the backend answers: the directory can be read, or the bucket answers a `HEAD`.
+    /// The local directory.
+    pub fn files(&self) -> &Arc<LocalBlobs> {
+        &self.files
+    }
+
+    /// Whether the backend new files go to answers: the directory can be read, or the bucket
+    /// answers a `HEAD`.
     pub async fn check(&self) -> io::Result<()> {
-        match self {
-            Blobs::Files(files) => files.check().await,
-            Blobs::S3(s3) => s3.check().await.map_err(io::Error::other),
+        match &self.s3 {
+            Some(s3) => s3.check().await.map_err(io::Error::other),
+            None => self.files.check().await,
+        }
+    }
+}
+
+/// The local directory and the object store together (see [`Blobs::everywhere`]). Writes go to
+/// the object store, as every new file does.
+#[derive(Debug)]
+struct Everywhere {
+    files: Arc<LocalBlobs>,
+    s3: Arc<S3Blobs>,
+}
+
+#[async_trait]
+impl BlobStore for Everywhere {
+    async fn remove(&self, video: VideoId) -> io::Result<bool> {
+        let (file, object) = futures_util::join!(self.files.remove(video), self.s3.remove(video));
+        Ok(file? | object?)
+    }
+
+    async fn list(&self) -> io::Result<Vec<VideoId>> {
+        let (files, objects) = futures_util::join!(self.files.list(), self.s3.list());
+        let mut all = files?;
+        all.extend(objects?);
+        all.sort();
+        all.dedup();
+        Ok(all)
+    }
+
+    async fn open(&self, video: VideoId) -> io::Result<Arc<dyn BlobReader>> {
+        match self.s3.open(video).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.files.open(video).await,
+            found => found,
         }
     }
 
-    /// The local directory, when that is the backend.
-    pub fn files(&self) -> Option<&Arc<LocalBlobs>> {
-        match self {
-            Blobs::Files(files) => Some(files),
-            Blobs::S3(_) => None,
-        }
+    async fn begin_write(&self, video: VideoId) -> io::Result<Box<dyn BlobWriter>> {
+        self.s3.begin_write(video).await
     }
 }
 

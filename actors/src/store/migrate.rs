@@ -22,6 +22,8 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(SCHEDULER_INCARNATIONS),
     // 4: upload tickets, for reconciling direct uploads.
     Migration::Sql(UPLOAD_TICKETS),
+    // 5: where each video's bytes live.
+    Migration::Sql(BLOB_LOCATIONS),
 ];
 
 /// Version 3: a claim names the scheduler incarnation that made it, and incarnations keep a
@@ -54,6 +56,16 @@ CREATE TABLE upload_tickets (
     verified_etag TEXT                  -- the object's ETag when its check made the video ready
 );
 CREATE INDEX upload_tickets_issued ON upload_tickets(issued_at);
+";
+
+/// Version 5: where a ready video's bytes are, `file` (the node's `videos` directory) or `s3`
+/// (the object store), so that a site moving from files to the store serves each video from
+/// where it is. Every file uploaded before this version is a local file: the object store
+/// arrived with this version.
+const BLOB_LOCATIONS: &str = "
+ALTER TABLE videos ADD COLUMN blob_location TEXT CHECK (blob_location IN ('file', 's3'));
+UPDATE videos SET blob_location = 'file' WHERE sha256 IS NOT NULL;
+CREATE INDEX videos_on_file ON videos(seq) WHERE blob_location = 'file' AND state = 'ready';
 ";
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {

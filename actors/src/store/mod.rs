@@ -6,6 +6,7 @@ mod claims;
 mod comments;
 mod deletions;
 mod feed;
+mod locations;
 mod migrate;
 mod name_keys;
 mod tickets;
@@ -30,6 +31,7 @@ pub use deletions::{
     CompleteDeletion, DeletionQueueStats, EnqueueDeletion, FailDeletion, ListDeletions,
     QueueStalePending, QueueStats, Remnants, VideoRemnants,
 };
+pub use locations::{FileToMove, FilesToMove, SwitchToObjectStore, Whereabouts, WhereaboutsOf};
 pub use tickets::{
     DueTickets, ForgetTicket, LookupVideo, MarkDirectReady, RecordTicket, TicketRecord, VideoRow,
 };

@@ -5,12 +5,14 @@ use rusqlite::{OptionalExtension as _, Row, params};
 
 use super::{VideoStore, from_ms, now_ms, to_ms, uuid_col, write_tx};
 use crate::error::StoreError;
-use crate::model::{Cursor, Listing, Page, User, UserId, UserName, Video, VideoFile, VideoId};
+use crate::model::{
+    BlobLocation, Cursor, Listing, Page, User, UserId, UserName, Video, VideoFile, VideoId,
+};
 
 /// Columns read by [`video_row`], in order; `v` is videos, `u` its author.
 pub(super) const VIDEO_COLS: &str =
     "v.id, v.author_id, u.user_name, v.name, v.created_at, v.state, v.size,
-    v.content_type, v.sha256, v.uploaded_at, v.seq";
+    v.content_type, v.sha256, v.uploaded_at, v.seq, v.blob_location";
 
 /// Who may see a video: ready ones are public, pending ones only to their owner.
 const VISIBLE: &str = "(v.state = 'ready' OR (v.state = 'pending' AND v.author_id = ?2))";
@@ -23,6 +25,7 @@ pub(super) fn video_row(r: &Row<'_>) -> rusqlite::Result<(Video, i64)> {
             content_type: r.get(7)?,
             sha256: r.get(8)?,
             uploaded_at: from_ms(r.get(9)?),
+            location: BlobLocation::from_column(r.get::<_, Option<String>>(11)?.as_deref()),
         })
     } else {
         None
@@ -256,13 +259,14 @@ pub(super) fn mark_ready(
         .map_err(|_| StoreError::Internal("file size out of range".into()))?;
     tx.execute(
         "UPDATE videos SET state = 'ready', size = ?2, content_type = ?3, sha256 = ?4,
-                uploaded_at = ?5 WHERE id = ?1",
+                uploaded_at = ?5, blob_location = ?6 WHERE id = ?1",
         params![
             msg.id.to_string(),
             size,
             msg.file.content_type,
             msg.file.sha256,
-            to_ms(msg.file.uploaded_at)
+            to_ms(msg.file.uploaded_at),
+            msg.file.location.as_str()
         ],
     )?;
     let sql = format!(

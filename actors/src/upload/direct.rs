@@ -17,7 +17,7 @@ use super::{Claim, UploadError, Uploads};
 use crate::blob::S3Blobs;
 use crate::blob::s3::{ObjectMeta, PostPolicy, S3Error};
 use crate::error::StoreError;
-use crate::model::{UserId, Video, VideoFile, VideoId};
+use crate::model::{BlobLocation, UserId, Video, VideoFile, VideoId};
 use crate::store::{GetVideo, LookupVideo, MarkDirectReady, RecordTicket, VideoRow};
 
 /// A ticket as handed to the owner.
@@ -123,6 +123,7 @@ impl Uploads {
             content_type: content_type.to_owned(),
             sha256: validator(&meta)?,
             uploaded_at: OffsetDateTime::now_utc(),
+            location: BlobLocation::ObjectStore,
         }))
     }
 

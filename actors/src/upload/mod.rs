@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use crate::blob::{BlobStore, BlobWriter, Blobs};
 use crate::error::StoreError;
-use crate::model::{UserId, Video, VideoFile, VideoId};
+use crate::model::{BlobLocation, UserId, Video, VideoFile, VideoId};
 use crate::store::{GetVideo, MarkReady, VideoStore};
 use sniff::{SNIFF_LEN, sniff};
 
@@ -144,6 +144,7 @@ impl Uploads {
             uploader,
             store: self.store.clone(),
             blobs: self.blobs.store(),
+            location: self.blobs.location(),
             sink: Sink::new(writer, self.max_bytes),
         })
     }
@@ -158,6 +159,8 @@ pub struct Upload {
     uploader: UserId,
     store: Addr<VideoStore>,
     blobs: Arc<dyn BlobStore>,
+    /// Where `blobs` is, recorded with the file.
+    location: BlobLocation,
     sink: Sink,
 }
 
@@ -174,8 +177,8 @@ impl Upload {
 
     /// The whole file has arrived: check it, make it durable and visible, make the video ready.
     pub async fn commit(self) -> Result<Video, UploadError> {
-        let Upload { _claim, video, uploader, store, blobs, sink } = self;
-        let file = sink.finish().await?;
+        let Upload { _claim, video, uploader, store, blobs, location, sink } = self;
+        let file = sink.finish(location).await?;
         let size = file.size;
         let marked = store.send(MarkReady { id: video, owner: uploader, file }).await;
         match marked.unwrap_or_else(|e| Err(e.into())) {
@@ -297,7 +300,7 @@ impl Sink {
     }
 
     /// Writes what is left, checks the container, makes the file durable and visible.
-    async fn finish(mut self) -> Result<VideoFile, UploadError> {
+    async fn finish(mut self, location: BlobLocation) -> Result<VideoFile, UploadError> {
         if self.content_type.is_none() {
             self.sniff()?;
         }
@@ -313,6 +316,7 @@ impl Sink {
             content_type: self.content_type.unwrap_or("application/octet-stream").to_owned(),
             sha256,
             uploaded_at: OffsetDateTime::now_utc(),
+            location,
         })
     }
 }
