@@ -3,6 +3,7 @@
 //! never reaches the actors or the database itself.
 
 mod client;
+mod direct;
 mod forward;
 mod pages;
 mod proxy;
@@ -142,5 +143,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<WebState>) {
                 .route(web::head().to(proxy::playback)),
         )
         .service(web::resource("/upload/{vid}").route(web::post().to(upload::upload)))
+        .service(web::resource("/upload/{vid}/ticket").route(web::post().to(direct::ticket)))
+        .service(web::resource("/upload/{vid}/complete").route(web::post().to(direct::complete)))
         .route("/statics/{name}", web::get().to(statics));
 }

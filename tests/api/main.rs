@@ -37,6 +37,7 @@ mod stream_playback;
 mod stream_redirect;
 mod stream_support;
 mod stream_upload;
+mod web_direct;
 mod web_forward;
 mod web_pages;
 mod web_proxy;
