@@ -17,6 +17,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::auth::SESSION_COOKIE;
+use crate::config::BlobStoreKind;
 use crate::error::AppError;
 
 /// The cookie that remembers who the session belongs to, so that pages can ask the api about
@@ -33,6 +34,9 @@ pub struct WebState {
     /// The site's origin: the only `Origin` allowed on state-changing requests.
     pub public_origin: String,
     pub max_upload_bytes: u64,
+    /// Where video files live: with `s3` the upload page sends the file straight to the
+    /// object store with a ticket instead of through `/upload/:vid`.
+    pub blob_store: BlobStoreKind,
 }
 
 impl WebState {

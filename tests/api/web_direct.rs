@@ -1,6 +1,6 @@
 //! The web's `POST /upload/:vid/ticket` and `/complete`, the upload page's direct path: the
 //! session cookie reaches the stream service as the session header, and the stream's statuses,
-//! headers and JSON errors come back unchanged.
+//! headers and JSON errors come back unchanged. The page says which path to take.
 
 use serde_json::Value;
 
@@ -8,7 +8,7 @@ use crate::direct_support::{direct, has_object, post_form};
 use crate::garage_support::{Garage, s3_app};
 use crate::helpers::{Reply, TestApp, read_reply};
 use crate::stream_support::fake_mp4;
-use crate::web_support::{Jar, jar_of};
+use crate::web_support::{Jar, jar_of, page};
 
 /// `POST <web>/upload/:vid/<what>` as a browser sends it: the jar's cookies, and `origin`.
 async fn web_step(app: &TestApp, jar: &Jar, origin: Option<&str>, vid: &str, what: &str) -> Reply {
@@ -53,6 +53,11 @@ async fn steps_pass_the_streams_refusals_through_on_the_file_store() {
             .assert_error(403, "005");
         web_step(&app, &jar, own, "not-a-uuid", what).await.assert_error(400, "001");
     }
+    // The page uploads through the site.
+    let (status, html, _) = page(&app, &jar, "/userhome").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("id=\"upload-form\""), "{html}");
+    assert!(!html.contains("data-direct-upload"), "the file store has no direct path");
 }
 
 #[actix::test]
@@ -64,6 +69,10 @@ async fn steps_give_the_ticket_and_complete_on_s3() {
     let jar = jar_of(&user);
     let own = Some(app.web.as_str());
     let vid = app.create_video(&user, "clip").await;
+
+    // The page takes the direct path.
+    let (_, html, _) = page(&app, &jar, "/userhome").await;
+    assert!(html.contains("data-direct-upload"), "{html}");
 
     // Nothing posted yet: `complete` is the stream's 404; someone else's video is 404 too.
     let early = web_step(&app, &jar, own, &vid, "complete").await;
