@@ -18,6 +18,8 @@ mod api_videos;
 mod blob_s3;
 mod blob_store;
 mod browser;
+mod browser_s3;
+mod browser_support;
 mod s3_secrets;
 mod scheduler_actors;
 mod scheduler_claims;
