@@ -132,6 +132,7 @@ pub(super) fn start_web(
         stream: common.urls.stream.clone(),
         public_origin: common.urls.public_origin.clone(),
         max_upload_bytes: common.config.max_upload_bytes,
+        blob_store: common.config.storage.blob_store,
     });
     let service = Service::new("web", prometheus::Registry::new(), &common.config);
     server::serve(l, service, Health::Up, move |cfg| web_service::routes(cfg, state.clone()))

@@ -3,6 +3,7 @@
 //! never reaches the actors or the database itself.
 
 mod client;
+mod direct;
 mod forward;
 mod pages;
 mod proxy;
@@ -16,6 +17,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::auth::SESSION_COOKIE;
+use crate::config::BlobStoreKind;
 use crate::error::AppError;
 
 /// The cookie that remembers who the session belongs to, so that pages can ask the api about
@@ -32,6 +34,9 @@ pub struct WebState {
     /// The site's origin: the only `Origin` allowed on state-changing requests.
     pub public_origin: String,
     pub max_upload_bytes: u64,
+    /// Where video files live: with `s3` the upload page sends the file straight to the
+    /// object store with a ticket instead of through `/upload/:vid`.
+    pub blob_store: BlobStoreKind,
 }
 
 impl WebState {
@@ -142,5 +147,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<WebState>) {
                 .route(web::head().to(proxy::playback)),
         )
         .service(web::resource("/upload/{vid}").route(web::post().to(upload::upload)))
+        .service(web::resource("/upload/{vid}/ticket").route(web::post().to(direct::ticket)))
+        .service(web::resource("/upload/{vid}/complete").route(web::post().to(direct::complete)))
         .route("/statics/{name}", web::get().to(statics));
 }

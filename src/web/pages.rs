@@ -13,6 +13,7 @@ use views::{
 
 use super::client::{self, Api, ApiFailure};
 use super::{Clients, USER_COOKIE, WebState, session_of};
+use crate::config::BlobStoreKind;
 use crate::error::ErrorCode;
 
 /// Cards per feed page: a phone screen or two.
@@ -144,11 +145,13 @@ pub async fn user_home(
     match api.get::<client::VideoList>(&path).await {
         Ok(list) => {
             let videos = cards(list, |c| format!("/userhome?cursor={}", enc(c)));
-            let max_upload_bytes = state.max_upload_bytes;
-            html(
-                StatusCode::OK,
-                views::user_home(&UserHomePage { viewer, videos, max_upload_bytes }),
-            )
+            let page = UserHomePage {
+                viewer,
+                videos,
+                max_upload_bytes: state.max_upload_bytes,
+                direct_upload: state.blob_store == BlobStoreKind::S3,
+            };
+            html(StatusCode::OK, views::user_home(&page))
         }
         Err(f) => failure(Some(viewer), &f),
     }

@@ -57,7 +57,9 @@ pub(super) fn forwarded_for(req: &HttpRequest) -> Option<String> {
     }
 }
 
-fn outgoing(
+/// A request to the stream service on the browser's behalf: the `pass` headers as they are,
+/// the session from the cookie, and the forwarded-for chain.
+pub(super) fn outgoing(
     req: &HttpRequest,
     clients: &Clients,
     url: String,
@@ -170,7 +172,7 @@ where
     }
 }
 
-fn unreachable_stream(e: awc::error::SendRequestError) -> AppError {
+pub(super) fn unreachable_stream(e: awc::error::SendRequestError) -> AppError {
     log::warn!("stream service unreachable: {e}");
     AppError::Unavailable
 }

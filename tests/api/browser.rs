@@ -3,176 +3,16 @@
 //! sign out — taking a screenshot of each page into `target/screenshots/` for review.
 //! Under `CI=true` a missing tool fails the test; elsewhere the test skips with the reason.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{Value, json};
+use fantoccini::{Client, Locator};
+use serde_json::json;
 
+use crate::browser_support::{
+    LIMIT, click, fill, make_clip, path_is, play_and_seek, progress_reaches_100, register, rows,
+    shot, skip, start_browser, submit_upload, until, upload_alert,
+};
 use crate::helpers::TestApp;
-
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-/// `--max-upload-bytes` of the browser test's node: 1 MiB, well above the test clip.
-const LIMIT: u64 = 1 << 20;
-
-/// Kills chromedriver when the test ends, however it ends.
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn on_path(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Why the test cannot run here, if it cannot.
-fn missing_tools() -> Option<String> {
-    let mut missing = Vec::new();
-    if !Path::new(CHROMIUM).exists() && !on_path("chromium") {
-        missing.push("chromium");
-    }
-    if !Path::new(CHROMEDRIVER).exists() && !on_path("chromedriver") {
-        missing.push("chromedriver");
-    }
-    if !on_path("ffmpeg") {
-        missing.push("ffmpeg");
-    }
-    (!missing.is_empty()).then(|| format!("missing {}", missing.join(", ")))
-}
-
-fn screenshots_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("screenshots");
-    std::fs::create_dir_all(&dir).expect("the screenshot directory can be made");
-    dir
-}
-
-async fn shot(c: &Client, name: &str) {
-    let png = c.screenshot().await.expect("a screenshot");
-    std::fs::write(screenshots_dir().join(format!("{name}.png")), png).expect("saved");
-}
-
-/// A 4-second VP8 WebM clip, which Debian's Chromium plays.
-fn make_clip(dir: &Path) -> PathBuf {
-    let path = dir.join("clip.webm");
-    let status = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc=duration=4:size=320x240:rate=25")
-        .args(["-c:v", "libvpx", "-b:v", "200k"])
-        .arg(&path)
-        .status()
-        .expect("ffmpeg runs");
-    assert!(status.success(), "ffmpeg made the clip");
-    path
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().expect("bound").port()
-}
-
-async fn start_browser(profile: &Path) -> (Driver, Client) {
-    let port = free_port();
-    let driver = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
-    let driver = Driver(driver);
-    let caps = json!({
-        "goog:chromeOptions": {
-            "binary": CHROMIUM,
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--autoplay-policy=no-user-gesture-required", "--window-size=1280,900",
-                format!("--user-data-dir={}", profile.display()),
-            ]
-        }
-    });
-    let caps = caps.as_object().expect("an object").clone();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let connected = ClientBuilder::rustls()
-            .expect("a TLS configuration")
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await;
-        match connected {
-            Ok(c) => return (driver, c),
-            Err(e) if Instant::now() > deadline => panic!("cannot reach chromedriver: {e}"),
-            Err(_) => actix_web::rt::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
-
-/// Polls `expr` (a JavaScript expression) until it is truthy; returns its value.
-async fn until(c: &Client, expr: &str, what: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let v = c.execute(&format!("return ({expr});"), vec![]).await.unwrap_or(Value::Null);
-        let truthy = match &v {
-            Value::Null => false,
-            Value::Bool(b) => *b,
-            Value::Number(n) => n.as_f64().is_some_and(|n| n != 0.0),
-            Value::String(s) => !s.is_empty(),
-            _ => true,
-        };
-        if truthy {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what} ({expr})");
-        actix_web::rt::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-async fn fill(c: &Client, css: &str, text: &str) {
-    let el = c.wait().for_element(Locator::Css(css)).await.expect("the field");
-    el.send_keys(text).await.expect("typed");
-}
-
-async fn click(c: &Client, css: &str) {
-    let el = c.wait().for_element(Locator::Css(css)).await.expect("the button");
-    el.click().await.expect("clicked");
-}
-
-async fn path_is(c: &Client, path: &str) {
-    until(c, &format!("location.pathname === {}", json!(path)), path).await;
-    until(c, "document.readyState === 'complete'", "page load").await;
-}
-
-/// The upload form's alert, once it shows something.
-async fn upload_alert(c: &Client) -> String {
-    let js = "!document.querySelector('#upload-form .alert').hidden \
-              && document.querySelector('#upload-form .alert').textContent";
-    let text = until(c, js, "the upload form's alert").await;
-    text.as_str().expect("text").to_owned()
-}
-
-/// Chooses `file` on a freshly loaded `/userhome` and submits it as `title`.
-async fn submit_upload(c: &Client, web: &str, title: &str, file: &Path) {
-    c.goto(&format!("{web}/userhome")).await.expect("userhome");
-    path_is(c, "/userhome").await;
-    fill(c, "#up-name", title).await;
-    let input = c.find(Locator::Css("#up-file")).await.expect("file input");
-    input.send_keys(&file.display().to_string()).await.expect("file chosen");
-    click(c, "#upload-form button[type=submit]").await;
-}
-
-async fn rows(c: &Client) -> u64 {
-    let n = c.execute("return document.querySelectorAll('.row').length", vec![]).await;
-    n.expect("rows").as_u64().expect("a count")
-}
 
 /// A text file named `.mp4` is "not a video"; a file over the limit is refused by the page
 /// before anything is made or sent, and — with the page's check taken away — by the server,
@@ -221,9 +61,7 @@ async fn upload_refusals(c: &Client, web: &str, dir: &Path) {
 
 #[actix_web::test]
 async fn browser_end_to_end() {
-    if let Some(why) = missing_tools() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "browser test under CI: {why}");
-        eprintln!("skipping the browser test: {why}");
+    if skip("the browser test") {
         return;
     }
     let tmp = tempfile::tempdir().expect("a temporary directory");
@@ -239,10 +77,7 @@ async fn browser_end_to_end() {
     shot(&c, "01-home-signed-out").await;
 
     // Register, which signs in and lands on the user's home.
-    fill(&c, "#rg-name", "browser_bob").await;
-    fill(&c, "#rg-pwd", "password1").await;
-    click(&c, "#register-form button[type=submit]").await;
-    path_is(&c, "/userhome").await;
+    register(&c, &web, "browser_bob").await;
     let cookie_seen = c.execute("return document.cookie", vec![]).await.expect("cookie");
     assert_eq!(cookie_seen, json!(""), "the session cookie is HttpOnly");
 
@@ -267,22 +102,7 @@ async fn browser_end_to_end() {
     let file = c.find(Locator::Css("#up-file")).await.expect("file input");
     file.send_keys(&clip.display().to_string()).await.expect("file chosen");
     click(&c, "#upload-form button[type=submit]").await;
-    until(
-        &c,
-        "document.getElementById('up-bar') && document.getElementById('up-bar').value === 100",
-        "100%",
-    )
-    .await;
-    let events = c
-        .execute("return document.getElementById('up-bar').getAttribute('data-events')", vec![])
-        .await
-        .expect("events");
-    assert!(
-        events.as_str().and_then(|e| e.parse::<u32>().ok()).is_some_and(|n| n >= 1),
-        "progress events: {events}"
-    );
-    let pct = c.find(Locator::Css("#up-pct")).await.expect("pct").text().await.expect("text");
-    assert_eq!(pct, "100%");
+    progress_reaches_100(&c).await;
     shot(&c, "04-upload-100").await;
 
     // After the reload the clip is listed, ready.
@@ -300,28 +120,7 @@ async fn browser_end_to_end() {
     // The watch page plays and seeks.
     click(&c, ".card .title a").await;
     until(&c, "location.pathname.startsWith('/watch/')", "the watch page").await;
-    c.wait().for_element(Locator::Css("#player")).await.expect("player");
-    c.execute(
-        "const v = document.getElementById('player'); v.muted = true; v.play(); return true;",
-        vec![],
-    )
-    .await
-    .expect("play");
-    until(&c, "document.getElementById('player').readyState >= 3", "readyState >= 3").await;
-    let t0 = until(&c, "document.getElementById('player').currentTime > 0.3 && document.getElementById('player').currentTime", "playback").await;
-    until(
-        &c,
-        &format!("document.getElementById('player').currentTime > {} + 0.3", t0),
-        "time advancing",
-    )
-    .await;
-    c.execute(
-        "const v = document.getElementById('player'); v.pause(); v.currentTime = 3.0; return true;",
-        vec![],
-    )
-    .await
-    .expect("seek");
-    until(&c, "!document.getElementById('player').seeking && Math.abs(document.getElementById('player').currentTime - 3.0) < 0.3 && document.getElementById('player').readyState >= 2", "seek to 3 s").await;
+    play_and_seek(&c).await;
     shot(&c, "07-watch").await;
 
     // Comment, see it (as text), delete it.

@@ -62,6 +62,9 @@ pub struct UserHomePage {
     /// Largest accepted file in bytes: shown next to the file input, and checked by the page
     /// before it sends anything (the stream service stays the real guard).
     pub max_upload_bytes: u64,
+    /// Whether the page sends the file straight to the object store (`--blob-store s3`: a
+    /// ticket, the store's form post, then `complete`) rather than through `/upload/:vid`.
+    pub direct_upload: bool,
 }
 
 /// `/watch/:vid`: the player, the comments and the comment form.

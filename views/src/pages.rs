@@ -101,7 +101,7 @@ pub fn user_home(p: &UserHomePage) -> Markup {
     let max = human_size(p.max_upload_bytes);
     let body = html! {
         h1 { "My videos" }
-        form.panel.upload #upload-form data-action="upload" data-max-bytes=(p.max_upload_bytes) data-max-size=(max) {
+        form.panel.upload #upload-form data-action="upload" data-max-bytes=(p.max_upload_bytes) data-max-size=(max) data-direct-upload[p.direct_upload] {
             h2 { "Upload a clip" }
             label for="up-name" { "Title" }
             input #up-name name="name" required maxlength="200" placeholder="What is it about?";
@@ -264,6 +264,21 @@ mod tests {
         assert!(html.contains("a%3Cb"));
     }
 
+    #[test]
+    fn the_upload_form_names_its_path() {
+        let page = |direct_upload| {
+            let p = UserHomePage {
+                viewer: Viewer { name: "bob".into() },
+                videos: VideoList { videos: vec![], next_href: None },
+                max_upload_bytes: 1 << 20,
+                direct_upload,
+            };
+            user_home(&p).into_string()
+        };
+        assert!(page(true).contains("data-direct-upload"), "with an object store");
+        assert!(!page(false).contains("data-direct-upload"), "through the site");
+    }
+
     /// Where `needle` may appear unisolated: attributes no one reads on screen.
     const UNSHOWN: [&str; 3] = ["data-name=\"", "data-author=\"", "data-user=\""];
 
@@ -324,6 +339,7 @@ mod tests {
                 viewer: Viewer { name: author.into() },
                 videos: mine,
                 max_upload_bytes: 1 << 20,
+                direct_upload: false,
             })
             .into_string(),
             watch(&watch_page).into_string(),

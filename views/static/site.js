@@ -1,6 +1,7 @@
 // douyin club — the few actions a page offers: account, upload with progress, delete, comment.
 // Viewing never needs this file. Every call goes through the site's own `/api` and `/upload`,
-// so the session cookie (HttpOnly) is never visible here.
+// so the session cookie (HttpOnly) is never visible here; only a direct upload's file goes
+// elsewhere, to the object store, with the form the site's ticket gave.
 "use strict";
 
 (function () {
@@ -18,6 +19,8 @@
     "010": "Too many requests — please wait a few seconds and try again.",
     "011": "The site is busy right now. Please try again shortly."
   };
+  // After a refused upload: the record exists, without its file.
+  var PENDING = " The video stays pending; you can delete it and try again.";
 
   function me() { return document.body.getAttribute("data-user"); }
   // User text inside a sentence of ours, isolated for bidi (FSI … PDI), as the pages' <bdi> is.
@@ -45,22 +48,27 @@
     if (slot) { slot.hidden = true; slot.textContent = ""; }
   }
 
+  function json(text) {
+    try { return JSON.parse(text); } catch (e) { return null; }
+  }
+
+  // Reads a JSON answer (or none) as {status, body}; a network failure is status 0.
+  function answer(promise) {
+    return promise.then(function (res) {
+      return res.text().then(function (t) { return { status: res.status, body: json(t) }; });
+    }, function () { return { status: 0, body: null }; });
+  }
+
   // One call through the site's `/api` forwarding; resolves to {status, body}.
   function api(method, url, reqBody) {
     var payload = { url: url, method: method };
     if (reqBody !== undefined) payload.req_body = reqBody;
-    return fetch("/api", {
+    return answer(fetch("/api", {
       method: "POST",
       headers: { "Content-Type": "application/json", "Accept": "application/json" },
       credentials: "same-origin",
       body: JSON.stringify(payload)
-    }).then(function (res) {
-      return res.text().then(function (t) {
-        var body = null;
-        try { body = t ? JSON.parse(t) : null; } catch (e) { body = null; }
-        return { status: res.status, body: body };
-      });
-    }, function () { return { status: 0, body: null }; });
+    }));
   }
 
   function ok(r) { return r.status >= 200 && r.status < 300; }
@@ -108,13 +116,12 @@
   // are shown as what they are, never as "busy".
   function uploadMessage(form, status, body) {
     var code = body && body.error_code;
-    var pending = " The video stays pending; you can delete it and try again.";
-    if (status === 413 || code === "008") return tooLarge(form, null) + pending;
-    if (status === 415 || code === "009") return FRIENDLY["009"] + pending;
+    if (status === 413 || code === "008") return tooLarge(form, null) + PENDING;
+    if (status === 415 || code === "009") return FRIENDLY["009"] + PENDING;
     if (status === 409 || code === "007") return "This video already has its file — reload the page to see it.";
     if (status === 404 || code === "006") return "This video is gone — it may have been deleted. Reload the page.";
     if (status === 401 || code === "002") return "Your session has ended — please sign in again, then upload.";
-    return message(status, body) + pending;
+    return message(status, body) + PENDING;
   }
 
   function tooLarge(form, size) {
@@ -133,8 +140,91 @@
     return v.toFixed(1) + " " + units[u];
   }
 
-  // Upload: check the size, create the video record, then send the file with XMLHttpRequest,
-  // whose upload progress events drive the bar (fetch has none).
+  // A step of a direct upload at the site (`ticket`, `complete`): a bodiless POST.
+  function step(vid, what) {
+    return answer(fetch("/upload/" + vid + "/" + what, {
+      method: "POST",
+      headers: { "Accept": "application/json" },
+      credentials: "same-origin"
+    }));
+  }
+
+  // Posts `data` with XMLHttpRequest, whose upload progress events drive the bar (fetch has
+  // none); resolves to {status, text}, status 0 when the request failed.
+  function send(url, data, show) {
+    return new Promise(function (resolve) {
+      var xhr = new XMLHttpRequest();
+      var bar = document.getElementById("up-bar");
+      var events = 0;
+      xhr.upload.addEventListener("progress", function (e) {
+        if (!e.lengthComputable) return;
+        // Counted on the bar so that a test (or a curious reader) can tell real progress
+        // events from the final jump to 100%.
+        bar.setAttribute("data-events", String(++events));
+        show(Math.floor((e.loaded / e.total) * 100));
+      });
+      xhr.addEventListener("load", function () { resolve({ status: xhr.status, text: xhr.responseText }); });
+      xhr.addEventListener("error", function () { resolve({ status: 0, text: "" }); });
+      xhr.open("POST", url);
+      xhr.send(data);
+    });
+  }
+
+  // Through the site: `/upload/:vid` streams the file on to the stream service. Resolves to
+  // null when the video is ready, else to the message that says why not.
+  function uploadThrough(form, vid, file, show) {
+    var data = new FormData();
+    data.append("file", file, file.name);
+    return send("/upload/" + vid, data, show).then(function (r) {
+      if (ok(r)) return null;
+      return r.status === 0 ? message(0, null) : uploadMessage(form, r.status, json(r.text));
+    });
+  }
+
+  // Straight to the object store: the site's ticket is the store's form (its fields, then the
+  // file under `file_field`), posted to the store's `url`; then `complete` checks the object
+  // and makes the video ready. The bytes never pass through the site.
+  function uploadDirect(form, vid, file, show) {
+    return step(vid, "ticket").then(function (t) {
+      if (!ok(t)) return uploadMessage(form, t.status, t.body);
+      var ticket = t.body;
+      if (file.size > ticket.max_bytes) return tooLarge(form, file.size) + PENDING;
+      var data = new FormData();
+      Object.keys(ticket.fields).forEach(function (k) { data.append(k, ticket.fields[k]); });
+      data.append(ticket.file_field, file, file.name);
+      return send(ticket.url, data, show).then(function (r) {
+        if (r.status === 0) return "Cannot reach the video store. Check your connection." + PENDING;
+        if (!ok(r)) return storeMessage(form, r.status, r.text, file.size);
+        return step(vid, "complete").then(function (c) {
+          return ok(c) ? null : uploadMessage(form, c.status, c.body);
+        });
+      });
+    });
+  }
+
+  // The store's refusal of a form post, from its S3 error document: a file over the policy's
+  // size range (AWS says EntityTooLarge, Garage "File size does not match policy") reads as
+  // the site's own 413 does; a post after the ticket's expiry (AWS "Policy expired", Garage
+  // "Expiration date is in the past") says so.
+  function storeMessage(form, status, text, size) {
+    var doc = null;
+    try { doc = new DOMParser().parseFromString(text || "", "application/xml"); } catch (e) { doc = null; }
+    function tag(name) {
+      var el = doc && doc.getElementsByTagName(name)[0];
+      return el ? el.textContent : "";
+    }
+    var code = tag("Code"), detail = tag("Message");
+    if (code === "EntityTooLarge" || /size|too large|content-length/i.test(detail)) {
+      return tooLarge(form, size) + PENDING;
+    }
+    if (/expired|expiration/i.test(detail)) {
+      return "The upload took too long and its permission ran out." + PENDING;
+    }
+    return "The video store refused the file (" + status + ")." + PENDING;
+  }
+
+  // Upload: check the size, create the video record, then send the file: through the site, or
+  // with an object store (`data-direct-upload`) straight to it. Either way the bar moves.
   onSubmit("upload", function (form) {
     var file = form.file.files[0];
     var name = form.name.value.trim();
@@ -144,49 +234,26 @@
     function show(p) { bar.value = p; pct.textContent = p + "%"; }
     if (!file) { showError(form, "Choose a video file first."); return Promise.resolve(); }
     // A file over the limit is refused here, before a record is made or a byte is sent; the
-    // stream service still checks, and its 413 is shown the same way.
+    // server (or the store) still checks, and its refusal is shown the same way.
     var max = Number(form.getAttribute("data-max-bytes"));
     if (max > 0 && file.size > max) { showError(form, tooLarge(form, file.size)); return Promise.resolve(); }
     return api("POST", "/user/" + seg(me()) + "/videos", { name: name }).then(function (r) {
       if (!ok(r)) { showError(form, message(r.status, r.body)); return; }
       var vid = r.body.id;
-      return new Promise(function (resolve) {
-        var xhr = new XMLHttpRequest();
-        var data = new FormData();
-        data.append("file", file, file.name);
-        box.hidden = false;
-        show(0);
-        var events = 0;
-        xhr.upload.addEventListener("progress", function (e) {
-          if (!e.lengthComputable) return;
-          // Counted on the bar so that a test (or a curious reader) can tell real progress
-          // events from the final jump to 100%.
-          bar.setAttribute("data-events", String(++events));
-          show(Math.floor((e.loaded / e.total) * 100));
-        });
-        xhr.addEventListener("load", function () {
-          var body = null;
-          try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
-          if (xhr.status >= 200 && xhr.status < 300) {
-            show(100);
-            var slot = form.querySelector(".alert");
-            slot.textContent = "Uploaded “" + isolate(name) + "”.";
-            slot.classList.add("ok");
-            slot.hidden = false;
-            window.setTimeout(function () { window.location.reload(); }, 700);
-          } else {
-            box.hidden = true;
-            showError(form, uploadMessage(form, xhr.status, body));
-          }
-          resolve();
-        });
-        xhr.addEventListener("error", function () { showError(form, message(0, null)); resolve(); });
-        xhr.open("POST", "/upload/" + vid);
-        xhr.send(data);
+      var upload = form.hasAttribute("data-direct-upload") ? uploadDirect : uploadThrough;
+      box.hidden = false;
+      show(0);
+      return upload(form, vid, file, show).then(function (refused) {
+        if (refused !== null) { box.hidden = true; showError(form, refused); return; }
+        show(100);
+        var slot = form.querySelector(".alert");
+        slot.textContent = "Uploaded “" + isolate(name) + "”.";
+        slot.classList.add("ok");
+        slot.hidden = false;
+        window.setTimeout(function () { window.location.reload(); }, 700);
       });
     });
   });
-
   document.addEventListener("click", function (ev) {
     var el = ev.target.closest && ev.target.closest("button[data-action]");
     if (!el) return;
