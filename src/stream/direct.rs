@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use actix_web::{FromRequest as _, HttpRequest, HttpResponse, web};
-use actors::model::VideoId;
+use actors::model::{UserId, VideoId};
 use serde::Serialize;
 
 use super::StreamState;
@@ -24,16 +24,22 @@ struct TicketJson {
     expires_at: String,
 }
 
+/// The video of the path and who asks. The id first, as for the upload: a malformed one is 400
+/// whoever asks.
+async fn video_and_caller(req: &HttpRequest, path: &str) -> Result<(VideoId, UserId), AppError> {
+    let id: VideoId = path.parse()?;
+    let auth = Authenticated::extract(req).await?;
+    Ok((id, auth.user.id))
+}
+
 /// `POST /upload/:vid-id/ticket`.
 pub async fn ticket(
     state: web::Data<StreamState>,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    // The id first, as for the upload: a malformed one is 400 whoever asks.
-    let id: VideoId = path.parse()?;
-    let auth = Authenticated::extract(&req).await?;
-    let ticket = state.uploads.ticket(id, auth.user.id, state.signed_url_ttl).await?;
+    let (id, caller) = video_and_caller(&req, &path).await?;
+    let ticket = state.uploads.ticket(id, caller, state.signed_url_ttl).await?;
     let policy = ticket.policy;
     Ok(HttpResponse::Ok()
         // The fields are a credential for as long as they are valid.
@@ -54,9 +60,7 @@ pub async fn complete(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    // The id first, as for the upload: a malformed one is 400 whoever asks.
-    let id: VideoId = path.parse()?;
-    let auth = Authenticated::extract(&req).await?;
-    let video = state.uploads.complete(id, auth.user.id).await?;
+    let (id, caller) = video_and_caller(&req, &path).await?;
+    let video = state.uploads.complete(id, caller).await?;
     Ok(HttpResponse::Created().json(VideoJson::from(video)))
 }

@@ -204,14 +204,7 @@ root_domain = ".s3.garage.localhost"
 
 /// Points a node's configuration at `garage` (`--blob-store s3` and the `--s3-*` flags).
 pub fn use_garage(cfg: &mut douyin_club::Config, garage: &Garage) {
-    use douyin_club::config::BlobStoreKind;
-    let s = &mut cfg.storage;
-    s.blob_store = BlobStoreKind::S3;
-    s.s3_endpoint = Some(garage.endpoint.clone());
-    s.s3_bucket = Some(BUCKET.into());
-    s.s3_region = REGION.into();
-    s.s3_access_key_id = Some(garage.access_key.clone());
-    s.s3_secret_access_key = Some(garage.secret_key.parse().expect("any string is a secret"));
+    garage.configure(cfg);
 }
 
 /// A node on `garage`, with `tweak` applied after. Declare the `Garage` before the app, so

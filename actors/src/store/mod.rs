@@ -66,17 +66,20 @@ impl VideoStore {
         let manager = SqliteConnectionManager::file(path).with_init(|c| {
             // Room for every list statement (one per page size in use) beside the rest.
             c.set_prepared_statement_cache_capacity(128);
-            // WAL lets readers run beside the writer; synchronous=FULL makes every commit
-            // durable before the reply (a 204 never outlives a power cut); busy_timeout
-            // queues writers instead of failing them; foreign keys are off by default. Each
+            // busy_timeout first: it queues writers instead of failing them, and the switch to
+            // WAL is a write (the pool opens its connections at once, beside the migration,
+            // and without it they failed with "database is locked" on a new database). WAL
+            // lets readers run beside the writer; synchronous=FULL makes every commit
+            // durable before the reply (a 204 never outlives a power cut); foreign keys are
+            // off by default. Each
             // connection's page cache is held to 512 KiB (SQLite's default is 2 MiB): the hot
             // pages of a feed or a comment page are few, the OS page cache holds the file
             // anyway, and six pooled connections at 2 MiB kept up to 12 MiB resident for good
             // after a busy spell.
             c.execute_batch(
-                "PRAGMA journal_mode = WAL;
+                "PRAGMA busy_timeout = 5000;
+                 PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
-                 PRAGMA busy_timeout = 5000;
                  PRAGMA foreign_keys = ON;
                  PRAGMA cache_size = -512;",
             )

@@ -18,7 +18,7 @@ use crate::blob::S3Blobs;
 use crate::blob::s3::{ObjectMeta, PostPolicy, S3Error};
 use crate::error::StoreError;
 use crate::model::{BlobLocation, UserId, Video, VideoFile, VideoId};
-use crate::store::{GetVideo, LookupVideo, MarkDirectReady, RecordTicket, VideoRow};
+use crate::store::{LookupVideo, MarkDirectReady, RecordTicket, VideoRow};
 
 /// A ticket as handed to the owner.
 #[derive(Debug, Clone)]
@@ -55,14 +55,7 @@ impl Uploads {
         ttl: Duration,
     ) -> Result<Ticket, UploadError> {
         let s3 = self.s3()?;
-        let query = GetVideo { id: video, author: None, viewer: Some(owner) };
-        let found = self.store.send(query).await.map_err(StoreError::from)??;
-        if found.author_id != owner {
-            return Err(StoreError::Forbidden.into());
-        }
-        if found.file.is_some() {
-            return Err(UploadError::AlreadyUploaded);
-        }
+        self.may_upload(video, owner).await?;
         let issued_at = OffsetDateTime::now_utc();
         let policy = s3.post_policy(video, self.max_bytes, ttl);
         // Durable before the ticket leaves: reconciliation must know of every ticket out there.

@@ -116,6 +116,24 @@ impl Uploads {
         &self.blobs
     }
 
+    /// Whether `uploader` may give `video` its file: someone else's pending video is invisible
+    /// (`NotFound`), their ready one `Forbidden`, one's own ready one `AlreadyUploaded`.
+    pub(crate) async fn may_upload(
+        &self,
+        video: VideoId,
+        uploader: UserId,
+    ) -> Result<(), UploadError> {
+        let query = GetVideo { id: video, author: None, viewer: Some(uploader) };
+        let found = self.store.send(query).await.map_err(StoreError::from)??;
+        if found.author_id != uploader {
+            return Err(StoreError::Forbidden.into());
+        }
+        if found.file.is_some() {
+            return Err(UploadError::AlreadyUploaded);
+        }
+        Ok(())
+    }
+
     /// `uploader` starts uploading `video`'s file. Only the owner of a pending video may, and
     /// only one upload of a video runs at a time. `declared` is the file's size when the client
     /// announced it (a raw body's `Content-Length`): too large is refused before any byte.
@@ -125,14 +143,7 @@ impl Uploads {
         uploader: UserId,
         declared: Option<u64>,
     ) -> Result<Upload, UploadError> {
-        let query = GetVideo { id: video, author: None, viewer: Some(uploader) };
-        let found = self.store.send(query).await.map_err(StoreError::from)??;
-        if found.author_id != uploader {
-            return Err(StoreError::Forbidden.into());
-        }
-        if found.file.is_some() {
-            return Err(UploadError::AlreadyUploaded);
-        }
+        self.may_upload(video, uploader).await?;
         if declared.is_some_and(|n| n > self.max_bytes) {
             return Err(UploadError::TooLarge { max: self.max_bytes });
         }
