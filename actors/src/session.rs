@@ -13,6 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 
+use crate::changes::{Changes, Topic};
 use crate::clock::SharedClock;
 use crate::error::StoreError;
 use crate::model::User;
@@ -141,6 +142,9 @@ struct Cached {
     stored_expires_at_ms: i64,
     /// When the store last confirmed this session: another process may have revoked it since.
     confirmed: Instant,
+    /// The sessions' change counter before that confirmation: once it has moved, some process
+    /// revoked some session, and the entry is confirmed again before it is trusted.
+    seen: u64,
 }
 
 /// How long sessions live and how long a cached one is trusted.
@@ -183,6 +187,8 @@ pub struct Session {
     /// a marked load's answer is discarded: it may have read the row before the delete.
     loads: HashMap<u64, Load>,
     next_load: u64,
+    /// Revocations by every process on the database (see [`Changes`]).
+    changes: Changes,
 }
 
 /// A store load in flight for [`ResolveSession`].
@@ -214,7 +220,18 @@ impl Session {
             revoking: HashMap::new(),
             loads: HashMap::new(),
             next_load: 0,
+            changes: Changes::in_process(),
         }
+    }
+
+    /// Follows the revocations of every process sharing `changes`, not only its own.
+    pub fn with_changes(mut self, changes: Changes) -> Self {
+        self.changes = changes;
+        self
+    }
+
+    fn revocations(&self) -> u64 {
+        self.changes.version(Topic::Sessions)
     }
 }
 
@@ -235,6 +252,7 @@ impl Handler<CreateSession> for Session {
         let expires_at_ms = self.clock.wall_ms() + self.ttl_ms;
         let store = self.store.clone();
         let user = msg.user;
+        let seen = self.revocations();
         Box::pin(
             async move {
                 store.insert(hash.clone(), &user, expires_at_ms).await?;
@@ -250,6 +268,7 @@ impl Handler<CreateSession> for Session {
                         expires_at_ms,
                         stored_expires_at_ms: expires_at_ms,
                         confirmed: act.clock.now(),
+                        seen,
                     },
                 );
                 Ok(token)
@@ -274,8 +293,9 @@ impl Handler<ResolveSession> for Session {
         // Fast path: a fresh cache entry whose slide need not be written yet.
         let cached = self.cache.get(&hash).cloned();
         if let Some(entry) = &cached {
-            let fresh =
-                self.clock.now().saturating_duration_since(entry.confirmed) < self.revalidate_after;
+            let fresh = self.clock.now().saturating_duration_since(entry.confirmed)
+                < self.revalidate_after
+                && entry.seen == self.revocations();
             if entry.expires_at_ms <= now {
                 self.cache.remove(&hash);
                 return Box::pin(fut::ready(Ok(None)));
@@ -288,6 +308,9 @@ impl Handler<ResolveSession> for Session {
             }
         }
 
+        // Taken before the load: a revocation committed after the load read the row moves the
+        // counter past this, and the entry is confirmed again at its next use.
+        let seen = self.revocations();
         let load = self.next_load;
         self.next_load = self.next_load.wrapping_add(1);
         self.loads.insert(load, Load { hash: hash.clone(), revoked: false });
@@ -324,6 +347,7 @@ impl Handler<ResolveSession> for Session {
                         expires_at_ms: new_expiry,
                         stored_expires_at_ms: stored,
                         confirmed: act.clock.now(),
+                        seen,
                     },
                 );
                 Ok(Some(user))
@@ -353,8 +377,12 @@ impl Handler<RevokeSession> for Session {
             }
             .into_actor(self)
             .map(|(hash, res), act, _| {
-                // Committed, a load from now on finds no row. Failed, the client gets an error
-                // rather than a 204 and the session stays as the store has it.
+                // Committed, a load from now on finds no row, and the bump (before the reply)
+                // sends every other process's cache back to the store. Failed, the client gets
+                // an error rather than a 204 and the session stays as the store has it.
+                if res.is_ok() {
+                    act.changes.bump(Topic::Sessions);
+                }
                 if let Some(n) = act.revoking.get_mut(&hash) {
                     *n -= 1;
                     if *n == 0 {

@@ -13,6 +13,7 @@ use actix::{Actor as _, Addr};
 use actix_web::dev::ServerHandle;
 use actix_web::web;
 use actors::blob::{Blobs, LocalBlobs, S3Blobs};
+use actors::changes::Changes;
 use actors::session::{Session, SessionConfig, SqliteSessions};
 use actors::store::{Pool, VideoStore};
 use actors::upload::Uploads;
@@ -150,7 +151,7 @@ fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
 pub async fn open_for_task(config: &Config) -> Result<(Addr<VideoStore>, Blobs), StartError> {
     let settings = config.storage.settings()?;
     let cfg = config.clone();
-    let (pool, blobs) = web::block(move || -> Result<_, StartError> {
+    let opened = web::block(move || -> Result<_, StartError> {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(io_err(format!("creating {}", cfg.data_dir.display())))?;
         open_data_dir(&cfg, &settings)
@@ -160,12 +161,12 @@ pub async fn open_for_task(config: &Config) -> Result<(Addr<VideoStore>, Blobs),
         what: "opening the data dir".into(),
         source: io::Error::other(e),
     })??;
-    Ok((VideoStore::start(pool, STORE_THREADS), blobs))
+    Ok((VideoStore::start_with(opened.pool, STORE_THREADS, opened.changes), opened.blobs))
 }
 
 /// Opens the database (private to its owner: it holds password and session hashes) and the
 /// video directory. Blocking.
-fn open_data_dir(cfg: &Config, settings: &BlobSettings) -> Result<(Pool, Blobs), StartError> {
+fn open_data_dir(cfg: &Config, settings: &BlobSettings) -> Result<Opened, StartError> {
     let db = cfg.data_dir.join("douyin.sqlite3");
     make_private(&db).map_err(io_err(format!("securing {}", db.display())))?;
     let pool = VideoStore::open(&db, STORE_THREADS as u32 + 2)?;
@@ -179,7 +180,18 @@ fn open_data_dir(cfg: &Config, settings: &BlobSettings) -> Result<(Pool, Blobs),
         BlobSettings::Files => Blobs::files_only(files),
         BlobSettings::S3(s3) => Blobs::object_store(Arc::new(S3Blobs::new((**s3).clone())?), files),
     };
-    Ok((pool, blobs))
+    // Every process on this data dir shares the change counters of its caches.
+    let changes_path = cfg.data_dir.join("changes");
+    let changes = Changes::open(&changes_path)
+        .map_err(io_err(format!("opening {}", changes_path.display())))?;
+    Ok(Opened { pool, blobs, changes })
+}
+
+/// What [`open_data_dir`] opened.
+struct Opened {
+    pool: Pool,
+    blobs: Blobs,
+    changes: Changes,
 }
 
 /// Creates the database file with mode 0600 before SQLite does (its `-wal` and `-shm` files
@@ -207,8 +219,9 @@ impl Stores {
     }
 
     /// Starts the store actors and the session cache over an opened data dir.
-    fn start(pool: Pool, blobs: Blobs, config: &Config) -> Self {
-        let store = VideoStore::start(pool, STORE_THREADS);
+    fn start(opened: Opened, config: &Config) -> Self {
+        let Opened { pool, blobs, changes } = opened;
+        let store = VideoStore::start_with(pool, STORE_THREADS, changes.clone());
         let session_config = SessionConfig {
             ttl: Duration::from_secs(config.session_ttl_secs),
             revalidate_after: Duration::from_millis(config.session_revalidate_ms),
@@ -218,6 +231,7 @@ impl Stores {
             session_config,
             config.clock.clone(),
         )
+        .with_changes(changes)
         .start();
         let uploads = Uploads::new(store.clone(), blobs.clone(), config.max_upload_bytes);
         Stores { store, sessions, blobs, uploads }
@@ -278,7 +292,7 @@ impl Node {
 
         let mut servers = Vec::new();
         let mut scheduler = None;
-        let stores = opened.map(|(pool, blobs)| Stores::start(pool, blobs, &common.config));
+        let stores = opened.map(|opened| Stores::start(opened, &common.config));
         if let Some(stores) = &stores {
             if let Some(s3) = stores.blobs.s3() {
                 // Browsers upload straight to the store (tickets) and play from it (redirects)

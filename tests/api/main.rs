@@ -40,6 +40,7 @@ mod stream_playback;
 mod stream_redirect;
 mod stream_support;
 mod stream_upload;
+mod two_processes;
 mod web_direct;
 mod web_forward;
 mod web_pages;

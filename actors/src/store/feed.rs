@@ -1,13 +1,14 @@
 //! `FeedCache`: the first pages of the public feed, kept between requests. The feed is the
 //! hottest read of the site and changes only when a video becomes ready or is deleted, so the
-//! store answers it from memory until one of those writes happens here, or until `ttl` has
-//! passed (writes made by another process on the same data dir become visible within `ttl`;
-//! deletions are served by this process's api, so they are never late here).
+//! store answers it from memory until one of those writes happens — in this process or in
+//! another on the same database, which the shared [`Changes`] counter tells — or until `ttl`
+//! has passed.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::changes::{Changes, Topic};
 use crate::model::{Listing, Page, Video};
 
 /// Pages are cached only this deep into the feed; older pages are read rarely.
@@ -17,6 +18,8 @@ const MAX_ENTRIES: usize = 64;
 struct Pages {
     /// Bumped by every invalidation; a page read before one is not stored after it.
     generation: u64,
+    /// The shared counter when the entries were last known current.
+    seen: u64,
     entries: HashMap<(u32, Option<i64>), (Instant, Listing<Video>)>,
 }
 
@@ -24,16 +27,31 @@ struct Pages {
 pub struct FeedCache {
     ttl: Duration,
     pages: Mutex<Pages>,
+    changes: Changes,
+}
+
+impl Pages {
+    /// Forgets every page if the feed changed anywhere since they were read.
+    fn follow(&mut self, changes: &Changes) {
+        let now = changes.version(Topic::Videos);
+        if now != self.seen {
+            self.entries.clear();
+            self.generation += 1;
+            self.seen = now;
+        }
+    }
 }
 
 impl FeedCache {
-    pub fn new(ttl: Duration) -> Self {
-        Self { ttl, pages: Mutex::new(Pages::default()) }
+    pub fn new(ttl: Duration, changes: Changes) -> Self {
+        Self { ttl, pages: Mutex::new(Pages::default()), changes }
     }
 
     /// Take this before reading the database; hand it to [`FeedCache::put`].
     pub fn generation(&self) -> u64 {
-        self.pages.lock().map(|p| p.generation).unwrap_or(u64::MAX)
+        let Ok(mut pages) = self.pages.lock() else { return u64::MAX };
+        pages.follow(&self.changes);
+        pages.generation
     }
 
     fn key(page: Page) -> (u32, Option<i64>) {
@@ -41,7 +59,8 @@ impl FeedCache {
     }
 
     pub fn get(&self, page: Page) -> Option<Listing<Video>> {
-        let pages = self.pages.lock().ok()?;
+        let mut pages = self.pages.lock().ok()?;
+        pages.follow(&self.changes);
         let (at, listing) = pages.entries.get(&Self::key(page))?;
         (at.elapsed() < self.ttl).then(|| listing.clone())
     }
@@ -50,6 +69,8 @@ impl FeedCache {
     /// `generation` was taken (the page may predate that write).
     pub fn put(&self, page: Page, listing: &Listing<Video>, generation: u64) {
         let Ok(mut pages) = self.pages.lock() else { return };
+        // A change anywhere since `generation` was taken moves it on here.
+        pages.follow(&self.changes);
         if pages.generation != generation {
             return;
         }
@@ -63,11 +84,12 @@ impl FeedCache {
         pages.entries.insert(Self::key(page), (Instant::now(), listing.clone()));
     }
 
-    /// Forgets every page: called after any write that changes what the feed shows.
+    /// Forgets every page, here and in every process on the database: called after any write
+    /// that changes what the feed shows, once it has committed and before its reply.
     pub fn invalidate(&self) {
+        self.changes.bump(Topic::Videos);
         if let Ok(mut pages) = self.pages.lock() {
-            pages.entries.clear();
-            pages.generation += 1;
+            pages.follow(&self.changes);
         }
     }
 }

@@ -22,6 +22,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::OptionalExtension as _;
 use time::OffsetDateTime;
 
+use crate::changes::Changes;
 use crate::error::StoreError;
 
 pub use batch::{Batch, Batchable, Batcher, CommentBatcher};
@@ -95,9 +96,15 @@ impl VideoStore {
         Ok(pool)
     }
 
-    /// Starts `threads` store actors over `pool`.
+    /// Starts `threads` store actors over `pool`, alone on its database.
     pub fn start(pool: Pool, threads: usize) -> Addr<Self> {
-        let feed = Arc::new(feed::FeedCache::new(Duration::from_secs(1)));
+        Self::start_with(pool, threads, Changes::in_process())
+    }
+
+    /// Starts `threads` store actors over `pool`, whose feed cache follows `changes`: the
+    /// changes of every process on the database.
+    pub fn start_with(pool: Pool, threads: usize, changes: Changes) -> Addr<Self> {
+        let feed = Arc::new(feed::FeedCache::new(Duration::from_secs(1), changes));
         SyncArbiter::start(threads, move || VideoStore { pool: pool.clone(), feed: feed.clone() })
     }
 
