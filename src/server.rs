@@ -23,6 +23,8 @@ use actors::blob::Blobs;
 use actors::store::{Ping, VideoStore};
 use serde_json::json;
 
+use actors::cache::RedisCache;
+
 use crate::config::Config;
 use crate::error::{AppError, ErrorCode, extractors};
 use crate::pace::{MinRate, PacedIo};
@@ -31,7 +33,7 @@ use crate::pace::{MinRate, PacedIo};
 #[derive(Clone)]
 pub enum Health {
     /// The service works on the database and the blob store: both are named in the answer.
-    Stores { store: Addr<VideoStore>, blobs: Blobs },
+    Stores { store: Addr<VideoStore>, blobs: Blobs, redis: Option<RedisCache> },
     /// The service has no database of its own (web): being up is being healthy.
     Up,
 }
@@ -44,19 +46,28 @@ fn up_or_down<T, E>(r: Result<Result<T, E>, tokio::time::error::Elapsed>) -> &'s
 }
 
 /// API.md's `/healthz`: 200 while the database answers (a blob store that does not is
-/// degraded, still 200), 503 `{"status":"down",…}` when it does not. No Redis yet: `"off"`.
+/// degraded, still 200), 503 `{"status":"down",…}` when it does not. Redis is `"off"` without
+/// `--redis-url`, and a Redis that is down is degraded too.
 async fn healthz(health: web::Data<Health>) -> HttpResponse {
-    let Health::Stores { store, blobs } = health.get_ref() else {
+    let Health::Stores { store, blobs, redis } = health.get_ref() else {
         return HttpResponse::Ok().json(json!({ "status": "ok" }));
     };
     let ping = async { store.send(Ping).await.map_err(drop)?.map_err(drop) };
-    let (database, blobs) = futures_util::join!(
+    let redis_ping = async {
+        match redis {
+            Some(redis) => Some(tokio::time::timeout(HEALTH_TIMEOUT, redis.check()).await),
+            None => None,
+        }
+    };
+    let (database, blobs, redis) = futures_util::join!(
         tokio::time::timeout(HEALTH_TIMEOUT, ping),
         tokio::time::timeout(HEALTH_TIMEOUT, blobs.check()),
+        redis_ping,
     );
     let (database, blobs) = (up_or_down(database), up_or_down(blobs));
+    let redis = redis.map_or("off", up_or_down);
     let body =
-        |status| json!({ "status": status, "database": database, "redis": "off", "blobs": blobs });
+        |status| json!({ "status": status, "database": database, "redis": redis, "blobs": blobs });
     if database == "ok" {
         HttpResponse::Ok().json(body("ok"))
     } else {

@@ -11,6 +11,7 @@
 
 pub mod accounts;
 pub mod blob;
+pub mod cache;
 pub mod changes;
 pub mod clock;
 pub mod error;

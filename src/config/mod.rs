@@ -153,6 +153,11 @@ pub struct Config {
     #[arg(long, env = "DOUYIN_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: Option<Secret>,
 
+    /// Redis as the shared cache of sessions, as `redis://[:password@]host:port/db` [default:
+    /// none: each process caches for itself].
+    #[arg(long, env = "DOUYIN_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<Secret>,
+
     /// The origin people reach the site at [default: http:// + --web-addr].
     #[arg(long, env = "DOUYIN_PUBLIC_URL")]
     pub public_url: Option<String>,
@@ -232,6 +237,14 @@ impl Config {
             window: Duration::from_secs(self.receive_timeout_secs),
             bytes_per_sec: self.min_receive_rate,
         }
+    }
+
+    /// The shared cache `--redis-url` names, checked (no connection yet).
+    pub fn redis(&self) -> Result<Option<actors::cache::RedisCache>, FlagError> {
+        let Some(url) = &self.redis_url else { return Ok(None) };
+        actors::cache::RedisCache::new(url.expose())
+            .map(Some)
+            .map_err(|why| FlagError { flag: "--redis-url", why })
     }
 
     /// The public origin, without a trailing slash.

@@ -13,8 +13,9 @@ use actix::{Actor as _, Addr};
 use actix_web::dev::ServerHandle;
 use actix_web::web;
 use actors::blob::{Blobs, LocalBlobs, S3Blobs};
+use actors::cache::{RedisCache, RedisSessions};
 use actors::changes::Changes;
-use actors::session::{Session, SessionConfig, SqliteSessions};
+use actors::session::{Session, SessionConfig, SessionStore, SqliteSessions};
 use actors::store::{Pool, VideoStore};
 use actors::upload::Uploads;
 use base64::Engine as _;
@@ -45,6 +46,8 @@ pub struct Stores {
     pub blobs: Blobs,
     /// One per node: the stream's uploads and the scheduler's reconciliation share its claims.
     pub uploads: Uploads,
+    /// The shared cache, with `--redis-url`.
+    pub redis: Option<RedisCache>,
 }
 
 /// What every service builder reads: the configuration, where the services are, the secret.
@@ -215,26 +218,31 @@ fn make_private(db: &Path) -> io::Result<()> {
 impl Stores {
     /// What `/healthz` of a service working on these stores checks.
     pub fn health(&self) -> crate::server::Health {
-        crate::server::Health::Stores { store: self.store.clone(), blobs: self.blobs.clone() }
+        crate::server::Health::Stores {
+            store: self.store.clone(),
+            blobs: self.blobs.clone(),
+            redis: self.redis.clone(),
+        }
     }
 
     /// Starts the store actors and the session cache over an opened data dir.
-    fn start(opened: Opened, config: &Config) -> Self {
+    fn start(opened: Opened, redis: Option<RedisCache>, config: &Config) -> Self {
         let Opened { pool, blobs, changes } = opened;
         let store = VideoStore::start_with(pool, STORE_THREADS, changes.clone());
-        let session_config = SessionConfig {
-            ttl: Duration::from_secs(config.session_ttl_secs),
-            revalidate_after: Duration::from_millis(config.session_revalidate_ms),
+        let db = SqliteSessions(store.clone());
+        let (session_store, revalidate_after): (Arc<dyn SessionStore>, _) = match &redis {
+            // Redis is where every node reads sessions: asked on every request, so a logout
+            // on any node is seen by the next request on every other.
+            Some(redis) => (Arc::new(RedisSessions::new(db, redis.clone())), Duration::ZERO),
+            None => (Arc::new(db), Duration::from_millis(config.session_revalidate_ms)),
         };
-        let sessions = Session::new(
-            Arc::new(SqliteSessions(store.clone())),
-            session_config,
-            config.clock.clone(),
-        )
-        .with_changes(changes)
-        .start();
+        let session_config =
+            SessionConfig { ttl: Duration::from_secs(config.session_ttl_secs), revalidate_after };
+        let sessions = Session::new(session_store, session_config, config.clock.clone())
+            .with_changes(changes)
+            .start();
         let uploads = Uploads::new(store.clone(), blobs.clone(), config.max_upload_bytes);
-        Stores { store, sessions, blobs, uploads }
+        Stores { store, sessions, blobs, uploads, redis }
     }
 }
 
@@ -252,6 +260,7 @@ impl Node {
         let data_dir = config.data_dir.clone();
         // Flags that cannot work stop start-up before anything is bound or written.
         let blob_settings = config.storage.settings()?;
+        let redis = config.redis()?;
 
         // Listeners first: a taken port fails start-up before any actor or file exists.
         let listen = |service: Role, addr: SocketAddr, name: &str| {
@@ -292,7 +301,7 @@ impl Node {
 
         let mut servers = Vec::new();
         let mut scheduler = None;
-        let stores = opened.map(|opened| Stores::start(opened, &common.config));
+        let stores = opened.map(|opened| Stores::start(opened, redis, &common.config));
         if let Some(stores) = &stores {
             if let Some(s3) = stores.blobs.s3() {
                 // Browsers upload straight to the store (tickets) and play from it (redirects)

@@ -25,6 +25,16 @@ fn auth_state(common: &Common, stores: &Stores) -> web::Data<AuthState> {
     })
 }
 
+/// A fresh registry for a service that reads sessions, with `douyin_redis_errors_total` when
+/// the node has Redis.
+fn registry(stores: &Stores) -> Result<prometheus::Registry, StartError> {
+    let registry = prometheus::Registry::new();
+    if let Some(redis) = &stores.redis {
+        registry.register(Box::new(redis.errors())).map_err(metrics_error("redis metrics"))?;
+    }
+    Ok(registry)
+}
+
 fn metrics_error(what: &str) -> impl FnOnce(prometheus::Error) -> StartError + '_ {
     move |e| StartError::Io { what: what.into(), source: io::Error::other(e) }
 }
@@ -54,7 +64,7 @@ pub(super) fn start_api(
         scheduler: wake,
     });
     let auth = auth_state(common, stores);
-    let service = Service::new("api", prometheus::Registry::new(), &common.config);
+    let service = Service::new("api", registry(stores)?, &common.config);
     server::serve(l, service, stores.health(), move |cfg| {
         cfg.app_data(state.clone()).app_data(auth.clone()).configure(api::routes);
     })
@@ -67,7 +77,7 @@ pub(super) fn start_stream(
     l: TcpListener,
 ) -> Result<actix_web::dev::Server, StartError> {
     let auth = auth_state(common, stores);
-    let registry = prometheus::Registry::new();
+    let registry = registry(stores)?;
     let metrics =
         stream::StreamMetrics::register(&registry).map_err(metrics_error("stream metrics"))?;
     let config = &common.config;

@@ -9,6 +9,7 @@ mod garage_support;
 #[macro_use]
 mod helpers;
 mod process_support;
+mod redis_support;
 
 mod api_accounts;
 mod api_auth;
@@ -21,6 +22,7 @@ mod browser;
 mod browser_s3;
 mod browser_support;
 mod move_to_s3;
+mod redis_sessions;
 mod s3_secrets;
 mod scheduler_actors;
 mod scheduler_claims;
