@@ -33,6 +33,36 @@ const RETRY_AFTER: Duration = Duration::from_millis(500);
 
 const EPOCH_KEY: &str = "douyin:epoch";
 
+/// A token bucket (`KEYS[1]`: fields `tokens` and `at`, ms) refilled at `ARGV[1]` per second
+/// up to `ARGV[2]`, on Redis's clock (so the nodes' clocks do not matter): takes a token and
+/// answers 0, or answers how many ms until one is there (-1: never, for a rate of 0).
+const TAKE_TOKEN: &str = r"
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(b[1]) or burst
+local at = tonumber(b[2]) or now
+if now > at then tokens = math.min(burst, tokens + (now - at) / 1000 * rate) end
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+elseif rate <= 0 or burst < 1 then
+  wait = -1
+else
+  wait = math.ceil((1 - tokens) / rate * 1000)
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+local full_in = 60000
+if rate > 0 then full_in = math.ceil(burst / rate * 1000) + 1000 end
+redis.call('PEXPIRE', KEYS[1], full_in)
+return wait
+";
+
+/// The longest wait a shared bucket suggests (as `MAX_RETRY_AFTER` does locally).
+const NEVER: Duration = Duration::from_secs(3600);
+
 /// Sets `KEYS[1]` to `<current epoch>|ARGV[1]` for `ARGV[2]` ms.
 const WRITE_UNDER_EPOCH: &str = r"
 local epoch = redis.call('GET', KEYS[2])
@@ -56,6 +86,7 @@ struct Inner {
     /// Redis failed since the epoch was last set: set a new one before trusting it again.
     outage: AtomicBool,
     write: redis::Script,
+    take: redis::Script,
     errors: prometheus::IntCounter,
 }
 
@@ -94,6 +125,7 @@ impl RedisCache {
                 failed_at: std::sync::Mutex::new(None),
                 outage: AtomicBool::new(true),
                 write: redis::Script::new(WRITE_UNDER_EPOCH),
+                take: redis::Script::new(TAKE_TOKEN),
                 errors,
             }),
         })
@@ -195,6 +227,25 @@ impl RedisCache {
         let mut call = self.inner.write.key(key);
         call.key(EPOCH_KEY).arg(value).arg(ms);
         self.bounded(call.invoke_async::<i64>(&mut conn)).await.map(drop)
+    }
+
+    /// Takes a token from the shared bucket `client` (rate per second, depth `burst`): `None`
+    /// when taken, else how long until one is there.
+    pub async fn take_token(
+        &self,
+        client: &str,
+        rate: f64,
+        burst: f64,
+    ) -> Result<Option<Duration>, CacheError> {
+        let mut conn = self.connection().await?;
+        let mut call = self.inner.take.key(format!("douyin:bucket:{client}"));
+        call.arg(rate).arg(burst);
+        let wait: i64 = self.bounded(call.invoke_async(&mut conn)).await?;
+        Ok(match u64::try_from(wait) {
+            Ok(0) => None,
+            Ok(ms) => Some(Duration::from_millis(ms)),
+            Err(_) => Some(NEVER),
+        })
     }
 
     async fn delete(&self, key: &str) -> Result<(), CacheError> {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
+use crate::cache::RedisCache;
 use crate::model::UserId;
 
 /// How often idle (full) buckets are dropped.
@@ -92,11 +93,21 @@ pub struct StreamLimiter {
     active: usize,
     /// Slots held per client; a client with none has no entry.
     held: HashMap<ClientKey, u64>,
+    /// Where the buckets are shared by every stream node (`--redis-url`); the local buckets
+    /// answer while it does not.
+    shared: Option<RedisCache>,
 }
 
 impl StreamLimiter {
     pub fn new(config: LimiterConfig) -> Self {
-        Self { config, buckets: HashMap::new(), active: 0, held: HashMap::new() }
+        Self { config, buckets: HashMap::new(), active: 0, held: HashMap::new(), shared: None }
+    }
+
+    /// Takes the tokens from buckets in Redis, one per client across every node; slots stay
+    /// this node's.
+    pub fn with_shared_buckets(mut self, redis: RedisCache) -> Self {
+        self.shared = Some(redis);
+        self
     }
 
     fn release(&mut self, client: ClientKey) {
@@ -116,17 +127,34 @@ impl StreamLimiter {
 
     /// The synchronous decision: a token, then one of the client's slots, then a global slot.
     fn acquire(&mut self, client: ClientKey, now: Instant) -> Result<(), Rejected> {
+        self.decide(client, now, None)
+    }
+
+    /// [`Self::acquire`], with the token already decided by the shared bucket when `shared` is
+    /// given (`Err` holds when to retry).
+    fn decide(
+        &mut self,
+        client: ClientKey,
+        now: Instant,
+        shared: Option<Result<(), Duration>>,
+    ) -> Result<(), Rejected> {
         let LimiterConfig { rate, burst, max_streams, max_per_client } = self.config;
-        if !self.buckets.contains_key(&client) && self.buckets.len() >= MAX_CLIENTS {
-            self.sweep(now);
-            if self.buckets.len() >= MAX_CLIENTS {
-                return Err(Rejected { retry_after: SWEEP_EVERY, reason: Reason::TooManyClients });
+        let token = match shared {
+            Some(token) => token,
+            None => {
+                if !self.buckets.contains_key(&client) && self.buckets.len() >= MAX_CLIENTS {
+                    self.sweep(now);
+                    if self.buckets.len() >= MAX_CLIENTS {
+                        let reason = Reason::TooManyClients;
+                        return Err(Rejected { retry_after: SWEEP_EVERY, reason });
+                    }
+                }
+                let bucket =
+                    self.buckets.entry(client).or_insert_with(|| TokenBucket::new(burst, now));
+                bucket.try_take(now, rate, burst)
             }
-        }
-        let bucket = self.buckets.entry(client).or_insert_with(|| TokenBucket::new(burst, now));
-        bucket
-            .try_take(now, rate, burst)
-            .map_err(|retry_after| Rejected { retry_after, reason: Reason::Rate })?;
+        };
+        token.map_err(|retry_after| Rejected { retry_after, reason: Reason::Rate })?;
         // Slots free up as responses finish; a second is a fair guess at when.
         let soon = Duration::from_secs(1);
         let held = self.held.get(&client).copied().unwrap_or(0);
@@ -208,11 +236,36 @@ struct Release {
 }
 
 impl Handler<Acquire> for StreamLimiter {
-    type Result = Result<SlotPermit, Rejected>;
+    type Result = ResponseActFuture<Self, Result<SlotPermit, Rejected>>;
 
     fn handle(&mut self, msg: Acquire, ctx: &mut Self::Context) -> Self::Result {
-        self.acquire(msg.client, Instant::now())?;
-        Ok(SlotPermit { limiter: ctx.address(), client: msg.client })
+        let client = msg.client;
+        let limiter = ctx.address();
+        let Some(redis) = self.shared.clone() else {
+            let decided = self.acquire(client, Instant::now());
+            return Box::pin(fut::ready(decided.map(|()| SlotPermit { limiter, client })));
+        };
+        let LimiterConfig { rate, burst, .. } = self.config;
+        Box::pin(
+            async move { redis.take_token(&client.to_string(), rate, burst).await }
+                .into_actor(self)
+                .map(move |token, act, _| {
+                    // Redis away: this node's own bucket decides, as without Redis.
+                    let shared = token.ok().map(|wait| wait.map_or(Ok(()), Err));
+                    act.decide(client, Instant::now(), shared)?;
+                    Ok(SlotPermit { limiter, client })
+                }),
+        )
+    }
+}
+
+impl std::fmt::Display for ClientKey {
+    /// The bucket's name in Redis.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientKey::User(id) => write!(f, "user:{}", id.0),
+            ClientKey::Ip(ip) => write!(f, "ip:{ip}"),
+        }
     }
 }
 

@@ -87,7 +87,7 @@ pub(super) fn start_stream(
         blobs: stores.blobs.clone(),
         playback: config.storage.playback,
         signed_url_ttl: config.storage.signed_url_ttl(),
-        limiter: start_limiter(config),
+        limiter: start_limiter(config, stores),
         uploads: stores.uploads.clone(),
         receive_pace: config.receive_pace(),
         trusted_proxies: config.trusted_proxies.clone(),
@@ -101,13 +101,17 @@ pub(super) fn start_stream(
 }
 
 /// The StreamLimiter, started once per stream service on the System arbiter.
-fn start_limiter(config: &Config) -> Addr<actors::limiter::StreamLimiter> {
-    actors::limiter::StreamLimiter::new(actors::limiter::LimiterConfig {
+fn start_limiter(config: &Config, stores: &Stores) -> Addr<actors::limiter::StreamLimiter> {
+    let limiter = actors::limiter::StreamLimiter::new(actors::limiter::LimiterConfig {
         rate: config.stream_rate,
         burst: config.stream_burst,
         max_streams: config.max_streams,
         max_per_client: config.max_streams_per_client,
-    })
+    });
+    match &stores.redis {
+        Some(redis) => limiter.with_shared_buckets(redis.clone()),
+        None => limiter,
+    }
     .start()
 }
 

@@ -154,3 +154,34 @@ async fn a_bad_redis_url_is_named_at_start_and_never_shown() {
         .unwrap();
     assert!(!String::from_utf8_lossy(&help.stdout).contains("hunter2"));
 }
+
+#[actix::test]
+async fn one_clients_bucket_is_shared_by_every_stream_node() {
+    let Some(mut redis) = Redis::start().await else { return };
+    let url = redis.url();
+    let tweak = |url: String| {
+        move |c: &mut douyin_club::Config| {
+            c.redis_url = Some(url.parse().expect("any text"));
+            // Four tokens and (practically) no refill: the fifth request anywhere is refused.
+            c.stream_rate = 0.001;
+            c.stream_burst = 4.0;
+        }
+    };
+    let a = TestApp::spawn_with(tweak(url.clone())).await;
+    let b = TestApp::spawn_with(tweak(url)).await;
+    let path = format!("/videos/{}", actors::model::VideoId::new());
+    let status = |app: &TestApp| {
+        let req = app.client.get(format!("{}{path}", app.stream));
+        async move { req.send().await.expect("the stream answers").status().as_u16() }
+    };
+    // Every request costs a token, a 404 included: two on each node take the four.
+    let taken = [status(&a).await, status(&b).await, status(&a).await, status(&b).await];
+    assert_eq!(taken, [404; 4]);
+    assert_eq!(status(&a).await, 429, "the bucket the client emptied on both nodes");
+    assert_eq!(status(&b).await, 429);
+
+    // Redis away: each node's own bucket decides (full again: it never saw a request), no 5xx.
+    redis.kill();
+    assert_eq!(status(&a).await, 404);
+    assert_eq!(status(&b).await, 404);
+}
