@@ -79,8 +79,11 @@ pub struct RedisCache {
 
 struct Inner {
     client: redis::Client,
-    /// The connection while Redis answers; `None` after a failure until reconnected.
-    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// The connection while Redis answers; `None` after a failure until reconnected. Taken
+    /// under a plain lock for a clone (never held across an await).
+    conn: std::sync::Mutex<Option<MultiplexedConnection>>,
+    /// Held by the one caller that reconnects.
+    connecting: tokio::sync::Mutex<()>,
     /// When connecting last failed: until `RETRY_AFTER` later, nobody waits on Redis.
     failed_at: std::sync::Mutex<Option<Instant>>,
     /// Redis failed since the epoch was last set: set a new one before trusting it again.
@@ -121,7 +124,8 @@ impl RedisCache {
         Ok(Self {
             inner: Arc::new(Inner {
                 client,
-                conn: tokio::sync::Mutex::new(None),
+                conn: std::sync::Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
                 failed_at: std::sync::Mutex::new(None),
                 outage: AtomicBool::new(true),
                 write: redis::Script::new(WRITE_UNDER_EPOCH),
@@ -151,14 +155,16 @@ impl RedisCache {
     /// A connection, connecting (and setting a new epoch) if there is none or Redis failed
     /// since. One caller connects; the others wait for it, then find its outcome.
     async fn connection(&self) -> Result<MultiplexedConnection, CacheError> {
+        if let Some(conn) = self.current() {
+            return Ok(conn);
+        }
         if self.resting() {
             return Err(CacheError::Down);
         }
-        let mut slot = self.inner.conn.lock().await;
-        if let Some(conn) = slot.as_ref()
-            && !self.inner.outage.load(Ordering::SeqCst)
-        {
-            return Ok(conn.clone());
+        let _connecting = self.inner.connecting.lock().await;
+        // Someone else may have reconnected, or failed to, while this caller waited.
+        if let Some(conn) = self.current() {
+            return Ok(conn);
         }
         if self.resting() {
             return Err(CacheError::Down);
@@ -166,8 +172,17 @@ impl RedisCache {
         let connected = self.connect().await;
         *self.inner.failed_at.lock().unwrap_or_else(|e| e.into_inner()) =
             connected.is_err().then(Instant::now);
-        *slot = connected.as_ref().ok().cloned();
+        *self.inner.conn.lock().unwrap_or_else(|e| e.into_inner()) =
+            connected.as_ref().ok().cloned();
         connected
+    }
+
+    /// The connection, unless there is none or Redis failed since it was made.
+    fn current(&self) -> Option<MultiplexedConnection> {
+        if self.inner.outage.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.inner.conn.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Connects and starts a new epoch: nothing written before is trusted from here on.
