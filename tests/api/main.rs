@@ -20,6 +20,7 @@ mod blob_store;
 mod browser;
 mod browser_s3;
 mod browser_support;
+mod cluster_deploy;
 mod move_to_s3;
 mod s3_secrets;
 mod scheduler_actors;
