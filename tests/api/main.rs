@@ -21,6 +21,7 @@ mod blob_store;
 mod browser;
 mod browser_s3;
 mod browser_support;
+mod cluster_deploy;
 mod move_to_s3;
 mod redis_sessions;
 mod s3_secrets;

@@ -1,0 +1,458 @@
+#!/usr/bin/env bash
+# A whole douyin_club cluster on loopback: the scale-out shape of API.md on one machine.
+#
+#   deploy/cluster.sh up       start it, wait until every /healthz answers, print the URL
+#   deploy/cluster.sh status   each process: pid, address, /healthz
+#   deploy/cluster.sh down     stop everything and remove the run dir
+#
+# What `up` starts, each on a free loopback port and all under one run dir:
+#   Garage (single node, the object store: --blob-store s3), 2 api, 2 stream, 2 scheduler and
+#   2 web processes of the binary (--role ...), and nginx (deploy/nginx.conf) in front: the
+#   public URL, plus loopback load balancers that the nodes reach each other through.
+# The api, stream and scheduler nodes share one data dir, so one SQLite database: that is one
+# host's worth. PostgreSQL and Redis come in with --database-url and --redis-url (issue 10):
+# DOUYIN_CLUSTER_PG=1 / DOUYIN_CLUSTER_REDIS=1 start them for the nodes once the binary has
+# those flags (see "PostgreSQL and Redis" below).
+#
+# Environment:
+#   CLUSTER_DIR       the run dir [$PWD/.cluster]: pids/, logs/, secrets/ (0600), data/, nginx/
+#   BIN               the douyin_club binary [built here with cargo build --release]
+#   CLUSTER_PORT      nginx's public port [a free one]
+#   MAX_UPLOAD_BYTES  --max-upload-bytes of every node; nginx's body limit follows [1 GiB]
+#   RUST_LOG          the nodes' log level [info]
+#   Other DOUYIN_* variables reach every node (e.g. DOUYIN_PLAYBACK=redirect).
+# Needs: nginx, garage, curl, python3, setsid.
+set -euo pipefail
+shopt -u patsub_replacement 2>/dev/null || true
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RUN=$(realpath -m "${CLUSTER_DIR:-$PWD/.cluster}")
+NODES=(api-1 api-2 stream-1 stream-2 scheduler-1 scheduler-2 web-1 web-2)
+BUCKET=douyin
+REGION=garage
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'cluster: %s\n' "$*" >&2; exit 1; }
+
+# nginx is often in /usr/sbin, outside a user's PATH.
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+need() {
+  local tool
+  [ -x "$NGINX" ] || die "nginx is not installed (Debian: nginx-light)"
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (needed: nginx garage curl python3 setsid)"
+  done
+}
+
+# free_ports N: N distinct unused loopback ports (all held at once while they are picked).
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+held = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    held.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in held))
+PY
+}
+
+hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
+
+# Whether PID is a live process of this cluster: not a zombie, and its command line or working
+# directory names the run dir (so a recycled pid is never signalled).
+ours() {
+  local pid=$1 state
+  [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
+  state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1) || return 1
+  [ "$state" != Z ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$RUN" && return 0
+  case $(readlink "/proc/$pid/cwd" 2>/dev/null) in "$RUN"/*) return 0 ;; esac
+  return 1
+}
+
+pid_of() { cat "$RUN/pids/$1.pid" 2>/dev/null || true; }
+
+# record NAME PID HEALTH-URL: the pid file, and where `status` asks after the process.
+record() {
+  printf '%s\n' "$2" >"$RUN/pids/$1.pid"
+  printf '%s %s\n' "$1" "$3" >>"$RUN/processes"
+}
+
+# wait_for NAME CHECK...: runs CHECK until it succeeds (30 s at most) while NAME is alive.
+wait_for() {
+  local name=$1 pid
+  shift
+  pid=$(pid_of "$name")
+  for _ in $(seq 1 300); do
+    "$@" >/dev/null 2>&1 && return 0
+    if ! ours "$pid"; then
+      say "$name exited; the end of logs/$name.log:" >&2
+      tail -n 20 "$RUN/logs/$name.log" >&2 || true
+      return 1
+    fi
+    sleep 0.1
+  done
+  say "$name did not come up in 30 s; the end of logs/$name.log:" >&2
+  tail -n 20 "$RUN/logs/$name.log" >&2 || true
+  return 1
+}
+
+healthy() { curl -fsS --max-time 2 -o /dev/null "$1/healthz"; }
+
+# --- Garage, a single node as bench/s3.sh and tests/api/garage_support.rs start it.
+start_garage() {
+  local s3=$1 rpc=$2 conf=$RUN/garage/garage.toml
+  mkdir -p "$RUN/garage"
+  (umask 077 && cat >"$conf" <<CONF
+metadata_dir = "$RUN/garage/meta"
+data_dir = "$RUN/garage/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$rpc"
+rpc_public_addr = "127.0.0.1:$rpc"
+rpc_secret = "$(hex 32)"
+
+[s3_api]
+s3_region = "$REGION"
+api_bind_addr = "127.0.0.1:$s3"
+root_domain = ".s3.garage.localhost"
+CONF
+  )
+  (
+    # The key Garage creates its bucket with, from the 0600 file (not the command line).
+    # shellcheck source=/dev/null
+    set -a && . "$RUN/secrets/garage.env" && set +a
+    RUST_LOG=garage=warn exec setsid garage -c "$conf" server --single-node --default-bucket \
+      </dev/null >>"$RUN/logs/garage.log" 2>&1
+  ) &
+  record garage $! "http://127.0.0.1:$s3"
+  # Ready once the bucket exists (the nodes set its CORS rule at start-up) and S3 answers.
+  wait_for garage garage -c "$conf" bucket info "$BUCKET"
+  wait_for garage curl -s --max-time 2 -o /dev/null "http://127.0.0.1:$s3/"
+}
+
+# --- PostgreSQL and Redis (issue 10, being built elsewhere). The nodes get --database-url /
+# --redis-url, through the 0600 node environment since a URL carries a password, only when
+# asked for (DOUYIN_CLUSTER_PG=1, DOUYIN_CLUSTER_REDIS=1) and when the binary has the flag.
+# Until then the nodes share SQLite and keep sessions, buckets and caches in each process.
+has_flag() { "$BIN" --help 2>/dev/null | grep -qe "$1"; }
+
+start_postgres() {
+  local port=$1 dir=$RUN/postgres pw bin as=()
+  # initdb may be a symlink on PATH; createdb and pg_ctl sit beside the real one.
+  bin=$(command -v initdb || printf '%s\n' /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)
+  bin=$(dirname "$(realpath "$bin")")
+  [ -x "$bin/initdb" ] || die "DOUYIN_CLUSTER_PG=1 needs PostgreSQL (initdb, pg_ctl)"
+  mkdir -p "$dir"
+  pw=$(hex 16)
+  (umask 077 && printf '%s\n' "$pw" >"$dir/pw")
+  if [ "$(id -u)" = 0 ]; then
+    # initdb refuses root: the server runs as `postgres`, which must reach its directory.
+    chmod 711 "$RUN"
+    chown -R postgres: "$dir"
+    as=(runuser -u postgres --)
+  fi
+  "${as[@]}" "$bin/initdb" -D "$dir/data" -U douyin --pwfile="$dir/pw" --auth=scram-sha-256 \
+    -E UTF8 >>"$RUN/logs/postgres.log" 2>&1
+  rm -f "$dir/pw"
+  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir" start >>"$RUN/logs/postgres.log" 2>&1
+  record postgres "$(head -n 1 "$dir/data/postmaster.pid")" ""
+  PGPASSWORD=$pw "$bin/createdb" -h 127.0.0.1 -p "$port" -U douyin douyin
+  printf 'DOUYIN_DATABASE_URL=postgres://douyin:%s@127.0.0.1:%s/douyin\n' "$pw" "$port" \
+    >>"$RUN/secrets/node.env"
+}
+
+start_redis() {
+  local port=$1 dir=$RUN/redis pw
+  command -v redis-server >/dev/null || die "DOUYIN_CLUSTER_REDIS=1 needs redis-server"
+  mkdir -p "$dir"
+  pw=$(hex 16)
+  (umask 077 && printf 'bind 127.0.0.1\nport %s\ndir %s\nrequirepass %s\nsave ""\nappendonly no\n' \
+    "$port" "$dir" "$pw" >"$dir/redis.conf")
+  (cd "$dir" && exec setsid redis-server "$dir/redis.conf" </dev/null >>"$RUN/logs/redis.log" 2>&1) &
+  record redis $! ""
+  # Up once it answers at all (unauthenticated, a PING is refused with NOAUTH).
+  wait_for redis bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && printf 'PING\r\n' >&3 && head -c1 <&3"
+  printf 'DOUYIN_REDIS_URL=redis://:%s@127.0.0.1:%s/0\n' "$pw" "$port" >>"$RUN/secrets/node.env"
+}
+
+# --- The nodes.
+# spawn_node NAME ROLE PORT: one process of the binary with --role ROLE on 127.0.0.1:PORT and
+# the flags every node shares; its secrets come from the 0600 environment file, never argv.
+spawn_node() {
+  local name=$1 role=$2 addr=127.0.0.1:$3 data=$RUN/data
+  # A web node keeps nothing: it gets an empty dir of its own, not the shared one.
+  [ "$role" = web ] && data=$RUN/$name
+  (
+    # shellcheck source=/dev/null
+    set -a && . "$RUN/secrets/node.env" && set +a
+    exec setsid "$BIN" --role "$role" "--$role-addr" "$addr" --data-dir "$data" "${NODE_FLAGS[@]}" \
+      </dev/null >>"$RUN/logs/$name.log" 2>&1
+  ) &
+  record "$name" $! "http://$addr"
+}
+
+# --- nginx, from deploy/nginx.conf.
+servers() {
+  local port
+  for port in "$@"; do
+    printf '        server 127.0.0.1:%s max_fails=1 fail_timeout=10s;\n' "$port"
+  done
+}
+
+render_nginx() {
+  local conf user_line=""
+  # As root, nginx would switch its workers to `nobody`, who cannot enter the 0700 run dir:
+  # the workers stay the caller's, as they are for any other user.
+  [ "$(id -u)" = 0 ] && user_line="user $(id -un) $(id -gn);"
+  conf=$(<"$ROOT/deploy/nginx.conf")
+  conf=${conf//@USER_LINE@/$user_line}
+  conf=${conf//@PUBLIC_LISTEN@/127.0.0.1:$PUBLIC_PORT}
+  conf=${conf//@API_LB_LISTEN@/127.0.0.1:$API_LB}
+  conf=${conf//@STREAM_LB_LISTEN@/127.0.0.1:$STREAM_LB}
+  conf=${conf//@SCHEDULER_LB_LISTEN@/127.0.0.1:$SCHEDULER_LB}
+  conf=${conf//@WEB_SERVERS@/$(servers "${PORT[web-1]}" "${PORT[web-2]}")}
+  conf=${conf//@API_SERVERS@/$(servers "${PORT[api-1]}" "${PORT[api-2]}")}
+  conf=${conf//@STREAM_SERVERS@/$(servers "${PORT[stream-1]}" "${PORT[stream-2]}")}
+  conf=${conf//@SCHEDULER_SERVERS@/$(servers "${PORT[scheduler-1]}" "${PORT[scheduler-2]}")}
+  # Room for a multipart form's framing around the largest file; the node refuses the file
+  # itself past --max-upload-bytes, in API.md's shape.
+  conf=${conf//@MAX_BODY@/$((MAX_UPLOAD_BYTES + 1048576))}
+  if grep -qE '@[A-Z_]+@' <<<"$conf"; then
+    die "deploy/nginx.conf has a place this script does not fill: $(grep -oE '@[A-Z_]+@' <<<"$conf" | head -n 1)"
+  fi
+  mkdir -p "$RUN/nginx/logs" "$RUN/nginx/tmp"
+  printf '%s\n' "$conf" >"$RUN/nginx/nginx.conf"
+  cp "$ROOT/deploy/douyin-errors.conf" "$RUN/nginx/"
+}
+
+start_nginx() {
+  local args
+  args=(-p "$RUN/nginx" -c "$RUN/nginx/nginx.conf" -e "$RUN/nginx/logs/error.log")
+  "$NGINX" "${args[@]}" -t -q || die "nginx refused the generated $RUN/nginx/nginx.conf"
+  # nginx puts itself in the background; its master's pid is in nginx/nginx.pid.
+  if ! "$NGINX" "${args[@]}" </dev/null >>"$RUN/logs/nginx.log" 2>&1; then
+    tail -n 3 "$RUN/nginx/logs/error.log" >&2 || true
+    die "nginx did not start"
+  fi
+  for _ in $(seq 1 100); do [ -s "$RUN/nginx/nginx.pid" ] && break; sleep 0.05; done
+  [ -s "$RUN/nginx/nginx.pid" ] || die "nginx wrote no pid file; see $RUN/nginx/logs/error.log"
+  record nginx "$(cat "$RUN/nginx/nginx.pid")" "$PUBLIC_URL"
+}
+
+locate_binary() {
+  if [ -n "${BIN:-}" ]; then
+    [ -x "$BIN" ] || die "BIN=$BIN is not an executable"
+    BIN=$(realpath "$BIN")
+    return
+  fi
+  say "building the release binary (cargo build --release; BIN= to use another) ..."
+  (cd "$ROOT" && cargo build --release --quiet)
+  BIN=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/release/douyin_club
+}
+
+UP_DONE=0
+up_failed() {
+  [ "$UP_DONE" = 1 ] && return
+  say "up failed: stopping what started; the logs stay in $RUN/logs (deploy/cluster.sh down removes them)" >&2
+  stop_all >/dev/null 2>&1 || true
+}
+
+up() {
+  need garage curl python3 setsid
+  [ -e "$RUN" ] && die "$RUN exists: a cluster or its leftovers (deploy/cluster.sh status, down)"
+  locate_binary
+  local started
+  started=$(date +%s%N)
+  mkdir -p "$RUN"
+  chmod 700 "$RUN"
+  mkdir -p "$RUN/pids" "$RUN/logs" "$RUN/secrets" "$RUN/data"
+  chmod 700 "$RUN/secrets"
+  : >"$RUN/processes"
+  trap up_failed EXIT
+
+  # shellcheck disable=SC2207 # the ports are numbers
+  local ports=($(free_ports 16)) name i=0
+  declare -gA PORT
+  for name in "${NODES[@]}" garage-s3 garage-rpc api-lb stream-lb scheduler-lb postgres redis; do
+    PORT[$name]=${ports[$i]}
+    i=$((i + 1))
+  done
+  PUBLIC_PORT=${CLUSTER_PORT:-${ports[15]}}
+  API_LB=${PORT[api-lb]} STREAM_LB=${PORT[stream-lb]} SCHEDULER_LB=${PORT[scheduler-lb]}
+  PUBLIC_URL=http://127.0.0.1:$PUBLIC_PORT
+  MAX_UPLOAD_BYTES=${MAX_UPLOAD_BYTES:-1073741824}
+  local s3=http://127.0.0.1:${PORT[garage-s3]} access secret
+  access=GK$(hex 12)
+  secret=$(hex 32)
+
+  # Secrets: one internal token for every node, the store's key; files only, mode 0600.
+  (
+    umask 077
+    head -c 32 /dev/urandom | base64 | tr -d '=+/\n' >"$RUN/secrets/internal.token"
+    printf 'DOUYIN_INTERNAL_TOKEN=%s\nDOUYIN_S3_SECRET_ACCESS_KEY=%s\n' \
+      "$(cat "$RUN/secrets/internal.token")" "$secret" >"$RUN/secrets/node.env"
+    printf 'GARAGE_DEFAULT_ACCESS_KEY=%s\nGARAGE_DEFAULT_SECRET_KEY=%s\nGARAGE_DEFAULT_BUCKET=%s\n' \
+      "$access" "$secret" "$BUCKET" >"$RUN/secrets/garage.env"
+  )
+
+  start_garage "${PORT[garage-s3]}" "${PORT[garage-rpc]}"
+
+  local database="database: one SQLite file in $RUN/data, shared by the nodes of this host"
+  local caches="sessions, stream token buckets, caches: in each process (re-checked against the database)"
+  if [ "${DOUYIN_CLUSTER_PG:-0}" = 1 ]; then
+    if has_flag --database-url; then
+      start_postgres "${PORT[postgres]}"
+      database="database: PostgreSQL on 127.0.0.1:${PORT[postgres]} (--database-url)"
+    else
+      database="$database (DOUYIN_CLUSTER_PG=1: this binary has no --database-url yet)"
+    fi
+  fi
+  if [ "${DOUYIN_CLUSTER_REDIS:-0}" = 1 ]; then
+    if has_flag --redis-url; then
+      start_redis "${PORT[redis]}"
+      caches="sessions, stream token buckets, cache invalidations: Redis on 127.0.0.1:${PORT[redis]} (--redis-url)"
+    else
+      caches="$caches (DOUYIN_CLUSTER_REDIS=1: this binary has no --redis-url yet)"
+    fi
+  fi
+
+  # What every node shares. The nodes reach each other through nginx's loopback balancers, so
+  # a dead node is skipped there too; they believe X-Forwarded-For from loopback (nginx, and
+  # the web nodes' own relays).
+  NODE_FLAGS=(
+    --public-url "$PUBLIC_URL"
+    --trusted-proxies "127.0.0.1,::1"
+    --api-url "http://127.0.0.1:$API_LB"
+    --stream-url "http://127.0.0.1:$STREAM_LB"
+    --scheduler-url "http://127.0.0.1:$SCHEDULER_LB"
+    --max-upload-bytes "$MAX_UPLOAD_BYTES"
+    --blob-store s3 --s3-endpoint "$s3" --s3-bucket "$BUCKET" --s3-region "$REGION"
+    --s3-access-key-id "$access"
+  )
+  export RUST_LOG=${RUST_LOG:-info}
+
+  # The first node migrates the schema alone; then the rest start together.
+  spawn_node api-1 api "${PORT[api-1]}"
+  wait_for api-1 healthy "http://127.0.0.1:${PORT[api-1]}"
+  for name in "${NODES[@]:1}"; do
+    spawn_node "$name" "${name%-*}" "${PORT[$name]}"
+  done
+  for name in "${NODES[@]:1}"; do
+    wait_for "$name" healthy "http://127.0.0.1:${PORT[$name]}"
+  done
+
+  render_nginx
+  start_nginx
+  local lb
+  for lb in "$PUBLIC_URL" "http://127.0.0.1:$API_LB" "http://127.0.0.1:$STREAM_LB" \
+    "http://127.0.0.1:$SCHEDULER_LB"; do
+    wait_for nginx healthy "$lb"
+  done
+
+  cat >"$RUN/cluster.env" <<ENV
+PUBLIC_URL=$PUBLIC_URL
+API_LB=http://127.0.0.1:$API_LB
+STREAM_LB=http://127.0.0.1:$STREAM_LB
+SCHEDULER_LB=http://127.0.0.1:$SCHEDULER_LB
+S3_ENDPOINT=$s3
+ENV
+  UP_DONE=1
+  trap - EXIT
+
+  say "douyin_club cluster up in $(( ($(date +%s%N) - started) / 1000000 )) ms, run dir $RUN"
+  say "  nginx        $PUBLIC_URL (public); loopback balancers: api :$API_LB, stream :$STREAM_LB, scheduler :$SCHEDULER_LB"
+  for name in "${NODES[@]}"; do
+    say "  $(printf '%-12s' "$name") 127.0.0.1:${PORT[$name]}  --role ${name%-*}"
+  done
+  say "  garage       $s3  bucket $BUCKET (--blob-store s3)"
+  say "  $database"
+  say "  $caches"
+  say "  binary $BIN; logs in $RUN/logs; deploy/cluster.sh status | down"
+  say ""
+  say "URL: $PUBLIC_URL/"
+}
+
+# stop SIGNAL NAME...: signals each named process of this cluster, waits up to 10 s for all of
+# them, then kills what is left.
+stop() {
+  local sig=$1 name pid pids=()
+  shift
+  for name in "$@"; do
+    pid=$(pid_of "$name")
+    if ours "$pid"; then
+      kill -s "$sig" "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
+  done
+  [ "${#pids[@]}" -gt 0 ] || return 0
+  for _ in $(seq 1 100); do
+    local left=0
+    for pid in "${pids[@]}"; do ours "$pid" && left=1; done
+    [ "$left" = 0 ] && return 0
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do
+    if ours "$pid"; then
+      say "pid $pid did not stop on SIG$sig: killed" >&2
+      kill -s KILL "$pid" 2>/dev/null || true
+    fi
+  done
+}
+
+stop_all() {
+  # The door first, then the nodes together, then what they stand on.
+  stop TERM nginx
+  stop TERM "${NODES[@]}"
+  stop TERM garage redis
+  # PostgreSQL's fast shutdown.
+  stop INT postgres
+}
+
+down() {
+  if [ ! -d "$RUN" ]; then
+    say "no cluster at $RUN"
+    return 0
+  fi
+  stop_all
+  rm -rf "$RUN"
+  say "cluster at $RUN stopped and removed"
+}
+
+status() {
+  [ -f "$RUN/processes" ] || die "no cluster at $RUN"
+  local name url pid health all=0
+  printf '%-12s %-8s %-28s %s\n' PROCESS PID URL HEALTH
+  while read -r name url; do
+    pid=$(pid_of "$name")
+    if ! ours "$pid"; then
+      health="not running"
+      all=1
+    elif [ -z "$url" ]; then
+      health="running"
+    elif [ "$name" = garage ]; then
+      health=$(curl -s --max-time 2 -o /dev/null -w 'S3 answers %{http_code}' "$url/") || {
+        health="no answer"
+        all=1
+      }
+    else
+      health=$(curl -sS --max-time 2 "$url/healthz" 2>&1) || all=1
+    fi
+    printf '%-12s %-8s %-28s %s\n' "$name" "${pid:--}" "${url:--}" "$health"
+  done <"$RUN/processes"
+  return "$all"
+}
+
+case ${1:-} in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *)
+    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac
