@@ -303,7 +303,7 @@ up() {
   start_garage "${PORT[garage-s3]}" "${PORT[garage-rpc]}"
 
   local database="database: one SQLite file in $RUN/data, shared by the nodes of this host"
-  local caches="sessions, stream token buckets, caches: in each process (re-checked against the database)"
+  local caches="sessions, stream token buckets: in each process; logouts and feed changes shared through <data-dir>/changes (this host)"
   if [ "${DOUYIN_CLUSTER_PG:-0}" = 1 ]; then
     if has_flag --database-url; then
       start_postgres "${PORT[postgres]}"
@@ -315,7 +315,7 @@ up() {
   if [ "${DOUYIN_CLUSTER_REDIS:-0}" = 1 ]; then
     if has_flag --redis-url; then
       start_redis "${PORT[redis]}"
-      caches="sessions, stream token buckets, cache invalidations: Redis on 127.0.0.1:${PORT[redis]} (--redis-url)"
+      caches="sessions, stream token buckets: Redis on 127.0.0.1:${PORT[redis]} (--redis-url); feed invalidations: <data-dir>/changes (this host)"
     else
       caches="$caches (DOUYIN_CLUSTER_REDIS=1: this binary has no --redis-url yet)"
     fi

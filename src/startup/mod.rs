@@ -131,11 +131,24 @@ fn internal_token(config: &Config, data_dir: &Path) -> Result<Arc<str>, StartErr
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let tmp = data_dir.join("internal.token.tmp");
-    write_private(&tmp, token.as_bytes())
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(io_err(format!("writing {}", path.display())))?;
-    Ok(token.into())
+    // Processes starting together on a new data dir must all end up with one token: each
+    // writes its own whole file, then links it into place, which only the first can do; the
+    // others read the winner's.
+    let tmp = data_dir.join(format!("internal.token.{}.{:x}", std::process::id(), bytes[0]));
+    let written = write_private(&tmp, token.as_bytes()).and_then(|()| {
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        linked
+    });
+    match written {
+        Ok(()) => Ok(token.into()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let winner = std::fs::read_to_string(&path)
+                .map_err(io_err(format!("reading {}", path.display())))?;
+            Ok(winner.trim().into())
+        }
+        Err(e) => Err(io_err(format!("writing {}", path.display()))(e)),
+    }
 }
 
 fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {

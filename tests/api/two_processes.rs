@@ -106,3 +106,30 @@ async fn a_logout_and_a_deletion_on_one_process_take_effect_at_once_on_the_other
         b.call(Method::GET, &path, None, None).await.assert_error(404, "006");
     }
 }
+
+#[actix::test]
+async fn processes_starting_together_on_a_new_data_dir_all_come_up() {
+    let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    // Before the schema version was read inside each step's lock, one or two of four died in
+    // two rounds of three ("table users already exists", "duplicate column name"); then one
+    // died writing the internal token another had just renamed away.
+    for _ in 0..3 {
+        let data = tempfile::tempdir().unwrap();
+        let role_api = ["--role".to_owned(), "api".to_owned()];
+        let procs: Vec<Proc> =
+            (0..4).map(|_| Proc::spawn(data.path(), Ports::fresh(), &role_api, &[])).collect();
+        for p in &procs {
+            wait_for_api(&client, &p.api(), p).await;
+        }
+        // And with one internal token between them (each would otherwise refuse the others'
+        // calls to the scheduler API).
+        let token = std::fs::read_to_string(data.path().join("internal.token")).unwrap();
+        assert_eq!(token.trim().len(), 43);
+        let leftovers: Vec<_> = std::fs::read_dir(data.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("internal.token."))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}

@@ -69,23 +69,26 @@ CREATE INDEX videos_on_file ON videos(seq) WHERE blob_location = 'file' AND stat
 ";
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let version = usize::try_from(version).unwrap_or(usize::MAX);
-    if version > MIGRATIONS.len() {
-        return Err(StoreError::Internal(format!(
-            "database schema version {version} is newer than this program ({})",
-            MIGRATIONS.len()
-        )));
-    }
-    for (i, step) in MIGRATIONS.iter().enumerate().skip(version) {
+    // One step per exclusive transaction, the version read inside it: processes starting
+    // together on a new data dir each wait for the lock, and whoever comes second finds the
+    // step done instead of running it again ("table users already exists").
+    loop {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let version = usize::try_from(version).unwrap_or(usize::MAX);
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::Internal(format!(
+                "database schema version {version} is newer than this program ({})",
+                MIGRATIONS.len()
+            )));
+        }
+        let Some(step) = MIGRATIONS.get(version) else { return Ok(()) };
         match step {
             Migration::Sql(sql) => tx.execute_batch(sql)?,
             Migration::Rust(run) => run(&tx)?,
         }
-        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.pragma_update(None, "user_version", version as i64 + 1)?;
         tx.commit()?;
-        log::info!("database schema migrated to version {}", i + 1);
+        log::info!("database schema migrated to version {}", version + 1);
     }
-    Ok(())
 }
