@@ -105,13 +105,15 @@ impl ApiHttp {
         Self { client }
     }
 
-    /// One call; `body` is JSON text. `Err` when the api cannot be reached, is too slow, or
-    /// answers with more than [`MAX_REPLY`] bytes.
+    /// One call; `body` is JSON text; `forwarded_for` the browser's `X-Forwarded-For` chain, so
+    /// the api sees (and throttles) the browser, not this node. `Err` when the api cannot be
+    /// reached, is too slow, or answers with more than [`MAX_REPLY`] bytes.
     pub async fn call(
         &self,
         method: &Method,
         url: &str,
         session: Option<&str>,
+        forwarded_for: Option<&str>,
         body: Option<Bytes>,
     ) -> Result<ApiReply, String> {
         let mut req = hyper::Request::builder()
@@ -120,6 +122,9 @@ impl ApiHttp {
             .header(hyper::header::ACCEPT, "application/json");
         if let Some(s) = session {
             req = req.header(SESSION_HEADER, s);
+        }
+        if let Some(chain) = forwarded_for {
+            req = req.header("x-forwarded-for", chain);
         }
         if body.is_some() {
             req = req.header(hyper::header::CONTENT_TYPE, "application/json");
@@ -159,10 +164,11 @@ impl Api<'_> {
     /// `GET <base><path>` as JSON.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiFailure> {
         let url = format!("{}{path}", self.base);
-        let res = self.http.call(&Method::GET, &url, self.session, None).await.map_err(|e| {
-            log::warn!("api call {path}: {e}");
-            ApiFailure::unavailable()
-        })?;
+        let res =
+            self.http.call(&Method::GET, &url, self.session, None, None).await.map_err(|e| {
+                log::warn!("api call {path}: {e}");
+                ApiFailure::unavailable()
+            })?;
         if res.status.is_success() {
             serde_json::from_slice(&res.body).map_err(|e| {
                 log::error!("api answered {path} with unexpected JSON: {e}");

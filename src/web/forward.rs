@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::proxy::forwarded_for;
 use super::target::{self, Effect};
 use super::{Clients, USER_COOKIE, WebState, cookie, removal, session_of};
 use crate::auth::SESSION_COOKIE;
@@ -55,12 +56,16 @@ pub async fn forward(
     };
     let url = format!("{}{}", state.api, target.path_and_query);
     let session = session_of(&req);
-    let res = clients.api.call(&target.method, &url, session.as_deref(), call_body).await.map_err(
-        |e| {
+    // The browser, as the api's per-address sign-in budget must see it.
+    let chain = forwarded_for(&req);
+    let res = clients
+        .api
+        .call(&target.method, &url, session.as_deref(), chain.as_deref(), call_body)
+        .await
+        .map_err(|e| {
             log::warn!("api call {}: {e}", target.path_and_query);
             AppError::Unavailable
-        },
-    )?;
+        })?;
     let reply = res.body;
     let status = res.status;
     let mut out = HttpResponse::build(status);

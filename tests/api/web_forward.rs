@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{Reply, TestApp, read_reply};
 use crate::web_support::{Jar, browser_register, call, jar_of, set_cookies};
 
 #[actix_web::test]
@@ -132,4 +132,34 @@ async fn a_foreign_origin_is_refused() {
     r.assert_status(201);
     let r = call(&app, &jar_of(&user), None, env).await;
     r.assert_status(201);
+}
+
+/// A sign-in through the web's `/api` from the browser at `address` (the test talks from
+/// 127.0.0.1, which the web node appends and the api trusts, so the address is believed).
+async fn web_sign_in_from(app: &TestApp, name: &str, pwd: &str, address: &str) -> Reply {
+    let envelope =
+        json!({"url": format!("/user/{name}"), "method": "POST", "req_body": {"pwd": pwd}});
+    let req = app
+        .client
+        .post(format!("{}/api", app.web))
+        .insert_header(("Origin", app.web.clone()))
+        .insert_header(("X-Forwarded-For", address.to_owned()));
+    read_reply(req.send_json(&envelope).await.expect("the web answers")).await
+}
+
+#[actix::test]
+async fn the_api_throttles_each_browser_behind_the_web_not_the_web_node() {
+    let app = TestApp::spawn().await;
+    app.register("bob").await;
+    // One browser's 30 failures exhaust its address's budget…
+    for i in 0..30 {
+        let name = format!("nobody{}", i / 5);
+        web_sign_in_from(&app, &name, "wrong-password", "203.0.113.9")
+            .await
+            .assert_error(401, "002");
+    }
+    web_sign_in_from(&app, "bob", "password1", "203.0.113.9").await.assert_error(429, "010");
+    // …and only its own: another browser behind the same web node signs in (before the web
+    // passed the chain on, every browser was the web node's one address: 429 here).
+    web_sign_in_from(&app, "bob", "password1", "198.51.100.7").await.assert_status(200);
 }
