@@ -271,9 +271,13 @@ impl Node {
     pub async fn start(config: Config) -> Result<Node, StartError> {
         let role = config.role;
         let data_dir = config.data_dir.clone();
-        // Flags that cannot work stop start-up before anything is bound or written.
-        let blob_settings = config.storage.settings()?;
-        let redis = config.redis()?;
+        let needs_stores =
+            [Role::Api, Role::Stream, Role::Scheduler].into_iter().any(|s| role.runs(s));
+        // Flags that cannot work stop start-up before anything is bound or written. A web-only
+        // node opens no store: it needs neither the object store's credentials nor Redis (it
+        // reads only which blob store the site uses).
+        let blob_settings = needs_stores.then(|| config.storage.settings()).transpose()?;
+        let redis = if needs_stores { config.redis()? } else { None };
 
         // Listeners first: a taken port fails start-up before any actor or file exists.
         let listen = |service: Role, addr: SocketAddr, name: &str| {
@@ -283,7 +287,6 @@ impl Node {
         let stream_l = listen(Role::Stream, config.stream_addr, "stream")?;
         let scheduler_l = listen(Role::Scheduler, config.scheduler_addr, "scheduler")?;
         let web_l = listen(Role::Web, config.web_addr, "web")?;
-        let needs_stores = api_l.is_some() || stream_l.is_some() || scheduler_l.is_some();
 
         let local = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
         let (api_addr, stream_addr, scheduler_addr, web_addr) =
@@ -297,7 +300,7 @@ impl Node {
                 .map_err(io_err(format!("creating {}", cfg.data_dir.display())))?;
             let token = internal_token(&cfg, &cfg.data_dir)?;
             let node = scheduler_addr.map(|a| scheduler::node_identity(a, &cfg.data_dir));
-            let opened = needs_stores.then(|| open_data_dir(&cfg, &blob_settings)).transpose()?;
+            let opened = blob_settings.map(|s| open_data_dir(&cfg, &s)).transpose()?;
             Ok((token, node, opened))
         })
         .await

@@ -118,3 +118,34 @@ fn good_flags_reach_the_listeners() {
         assert!(!out.contains(SECRET), "{out}");
     }
 }
+
+/// A web-only node opens no store: the object store's secret (and Redis) are the other
+/// nodes' business, so it starts without them; the others still refuse to.
+#[actix::test]
+async fn a_web_node_needs_no_store_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = ["--role", "web"].map(str::to_owned).to_vec();
+    args.extend(s3_flags().into_iter().map(str::to_owned));
+    let web = crate::process_support::Proc::spawn(
+        dir.path(),
+        crate::process_support::Ports::fresh(),
+        &args,
+        &[],
+    );
+    let client = awc::Client::default();
+    let mut up = false;
+    for _ in 0..200 {
+        if let Ok(r) = client.get(format!("{}/healthz", web.web())).send().await
+            && r.status().is_success()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(up, "the web node starts:\n{}", web.log());
+    let mut stream_args = s3_flags();
+    stream_args.splice(0..0, ["--role", "stream"]);
+    let refusal = start_with(&stream_args, &[]);
+    assert_refusal(&stream_args, refusal, "--s3-secret-access-key");
+}
