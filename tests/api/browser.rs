@@ -9,8 +9,9 @@ use fantoccini::{Client, Locator};
 use serde_json::json;
 
 use crate::browser_support::{
-    LIMIT, click, fill, make_clip, path_is, play_and_seek, progress_reaches_100, register, rows,
-    shot, skip, start_browser, submit_upload, until, upload_alert,
+    LIMIT, a_text_file_is_not_a_video, click, fill, make_clip, path_is, play_and_seek,
+    progress_reaches_100, register, rows, shot, skip, start_browser, submit_upload, until,
+    upload_alert,
 };
 use crate::helpers::TestApp;
 
@@ -18,13 +19,7 @@ use crate::helpers::TestApp;
 /// before anything is made or sent, and — with the page's check taken away — by the server,
 /// whose 413 reads the same.
 async fn upload_refusals(c: &Client, web: &str, dir: &Path) {
-    let text = dir.join("notes.mp4");
-    std::fs::write(&text, "These are my notes, not a video.\n".repeat(40)).expect("written");
-    submit_upload(c, web, "Not a video", &text).await;
-    let alert = upload_alert(c).await;
-    assert!(alert.contains("not a video"), "{alert}");
-    assert!(!alert.contains("busy"), "{alert}");
-    shot(c, "05a-upload-not-a-video").await;
+    a_text_file_is_not_a_video(c, web, dir, "05a-upload-not-a-video").await;
 
     // Over the limit: a WebM header, then 3 MiB of nothing.
     let big = dir.join("big.webm");

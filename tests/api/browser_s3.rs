@@ -12,8 +12,8 @@ use fantoccini::{Client, Locator};
 use serde_json::json;
 
 use crate::browser_support::{
-    LIMIT, click, fill, make_clip, path_is, play_and_seek, progress_reaches_100, register, shot,
-    skip, start_browser, submit_upload, until, upload_alert,
+    LIMIT, a_text_file_is_not_a_video, click, fill, make_clip, path_is, play_and_seek,
+    progress_reaches_100, register, shot, skip, start_browser, submit_upload, until, upload_alert,
 };
 use crate::direct_support::has_object;
 use crate::garage_support::{Garage, s3_app};
@@ -50,13 +50,7 @@ async fn web_requests(app: &TestApp, endpoint: &str) -> f64 {
 /// taken away, is refused by the store itself and reads "too large", as the site's 413 does.
 async fn store_refusals(c: &Client, web: &str, garage: &Garage, dir: &Path) {
     let blobs = garage.blobs();
-    let text = dir.join("notes.mp4");
-    std::fs::write(&text, "These are my notes, not a video.\n".repeat(40)).expect("written");
-    submit_upload(c, web, "Not a video", &text).await;
-    let alert = upload_alert(c).await;
-    assert!(alert.contains("not a video"), "{alert}");
-    assert!(!alert.contains("busy"), "{alert}");
-    shot(c, "s3-02-upload-not-a-video").await;
+    a_text_file_is_not_a_video(c, web, dir, "s3-02-upload-not-a-video").await;
     let vid = row_id(c, web, "Not a video").await;
     assert!(!has_object(&blobs, &vid).await, "the refused object is removed");
 

@@ -241,3 +241,15 @@ pub(crate) async fn play_and_seek(c: &Client) {
         .expect("play on");
     until(c, &format!("{v}.currentTime > 2.3"), "playing on from 2 s").await;
 }
+
+/// Uploads a text file named `.mp4` (as "Not a video") through the page, which must say "not a
+/// video" (and never "busy"); the page is kept as screenshot `shot_name`.
+pub(crate) async fn a_text_file_is_not_a_video(c: &Client, web: &str, dir: &Path, shot_name: &str) {
+    let text = dir.join("notes.mp4");
+    std::fs::write(&text, "These are my notes, not a video.\n".repeat(40)).expect("written");
+    submit_upload(c, web, "Not a video", &text).await;
+    let alert = upload_alert(c).await;
+    assert!(alert.contains("not a video"), "{alert}");
+    assert!(!alert.contains("busy"), "{alert}");
+    shot(c, shot_name).await;
+}
