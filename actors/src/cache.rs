@@ -153,7 +153,8 @@ impl RedisCache {
     }
 
     /// A connection, connecting (and setting a new epoch) if there is none or Redis failed
-    /// since. One caller connects; the others wait for it, then find its outcome.
+    /// since. One caller connects; the others meanwhile go to the database rather than wait
+    /// (a hung Redis would hold them up to the connect's timeouts).
     async fn connection(&self) -> Result<MultiplexedConnection, CacheError> {
         if let Some(conn) = self.current() {
             return Ok(conn);
@@ -161,8 +162,10 @@ impl RedisCache {
         if self.resting() {
             return Err(CacheError::Down);
         }
-        let _connecting = self.inner.connecting.lock().await;
-        // Someone else may have reconnected, or failed to, while this caller waited.
+        let Ok(_connecting) = self.inner.connecting.try_lock() else {
+            return Err(CacheError::Down);
+        };
+        // Someone else may have reconnected, or failed to, just before.
         if let Some(conn) = self.current() {
             return Ok(conn);
         }
