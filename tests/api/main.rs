@@ -4,6 +4,7 @@
 // Tests state their expectations with unwrap; a failure is the test's answer.
 #![allow(clippy::unwrap_used)]
 
+mod cluster_support;
 mod direct_support;
 mod garage_support;
 #[macro_use]
