@@ -23,6 +23,7 @@ mod browser;
 mod browser_s3;
 mod browser_support;
 mod cluster_deploy;
+mod cluster_load;
 mod move_to_s3;
 mod redis_sessions;
 mod s3_secrets;
