@@ -70,6 +70,8 @@ struct Failure {
 #[derive(Default)]
 struct Seen {
     ok: usize,
+    /// When each acknowledged answer came.
+    acked: Vec<Instant>,
     failures: Vec<Failure>,
     /// Registered (201) user names.
     users: Vec<String>,
@@ -104,6 +106,7 @@ impl LoadClient {
         let failure = match got {
             Ok(r) if r.status.as_u16() == expect => {
                 self.seen.ok += 1;
+                self.seen.acked.push(Instant::now());
                 return Some(r);
             }
             Ok(r) => Failure {
@@ -344,6 +347,30 @@ async fn across_nodes(cluster: &Cluster, tag: &str) {
     assert!(ok[0] > 0 && ok[1] > 0 && limited[0] + limited[1] > 0, "{ok:?} {limited:?}");
 }
 
+/// How long until every live api and stream node's `/healthz` says `"redis": want` (with a
+/// 200: Redis is only a cache).
+async fn redis_health(cluster: &Cluster, want: &str, within: Duration) -> Duration {
+    let c = client();
+    let started = Instant::now();
+    for node in ["api-2", "stream-2"] {
+        loop {
+            let last;
+            let r = answer(c.get(format!("{}/healthz", cluster.url(node))).send().await).await;
+            match r {
+                Ok(r) if r.status.as_u16() == 200 && r.body["redis"] == want => break,
+                Ok(r) => last = format!("{} {}", r.status, r.body),
+                Err(e) => last = e,
+            }
+            assert!(
+                started.elapsed() < within,
+                "{node}'s /healthz never said redis {want}: {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    started.elapsed()
+}
+
 /// A stretch of the load in which failures are expected, named for the report.
 struct Window {
     name: &'static str,
@@ -384,11 +411,17 @@ async fn faults(cluster: &Cluster, token: &str) -> Vec<Window> {
     windows.push(Window { name: "scheduler-1 killed", from, to: Instant::now() + AFTERMATH });
     pause(2.0).await;
 
+    // While Redis is away the nodes say so and keep answering (200); once it is back they
+    // use it again.
     let from = Instant::now();
     cluster.act("kill", "redis").await;
+    let down = redis_health(cluster, "down", Duration::from_secs(3)).await;
     pause(3.0).await;
     cluster.act("restart", "redis").await;
-    windows.push(Window { name: "Redis killed, restarted", from, to: Instant::now() + AFTERMATH });
+    let back = Instant::now();
+    let ok = redis_health(cluster, "ok", Duration::from_secs(10)).await;
+    eprintln!("/healthz: redis \"down\" {down:?} after the kill, \"ok\" {ok:?} after the restart");
+    windows.push(Window { name: "Redis killed, restarted", from, to: back + AFTERMATH });
     tokio::time::sleep(AFTERMATH).await;
 
     // The killed nodes come back (no failure allowed for that), and the load ends quietly.
@@ -477,12 +510,51 @@ async fn under_load_a_cluster_with_redis_loses_no_acknowledged_write_to_killed_n
     let ok: usize = seen.iter().map(|s| s.ok).sum();
     let passes: usize = seen.iter().map(|s| s.signed_out.len()).sum();
     eprintln!("load: {CLIENTS} clients, {t_load:?}, {ok} acknowledged requests, {passes} passes");
+    // Acknowledged requests per second of the load, and when the faults came.
+    let mut per_second = vec![0usize; t_load.as_secs() as usize + 1];
+    for at in seen.iter().flat_map(|s| &s.acked) {
+        per_second[(*at - load_started).as_secs() as usize] += 1;
+    }
+    eprintln!("  acknowledged per second: {per_second:?}");
+    for w in &windows {
+        eprintln!(
+            "  {} at {:?} (window to {:?})",
+            w.name,
+            w.from - load_started,
+            w.to - load_started
+        );
+    }
     for ((window, kind, status), n) in &counts {
         eprintln!("  failed during {window}: {n} × {kind} ({status})");
     }
     assert!(wrong.is_empty(), "failures no kill explains:\n{}", wrong.join("\n"));
     let last = windows.iter().map(|w| w.to).max().expect("windows");
     assert!(load_ended - last >= QUIET - Duration::from_millis(100), "no quiet end");
+
+    // The restarted Redis (empty: no persistence) holds the sessions and buckets written
+    // since: the nodes went back to it.
+    // redis://:<password>@127.0.0.1:<port>/0 (redis-cli's -u takes the empty user for one).
+    let url = cluster.var("secrets/node.env", "DOUYIN_REDIS_URL");
+    let (password, port) = url
+        .strip_prefix("redis://:")
+        .and_then(|rest| rest.split_once("@127.0.0.1:"))
+        .map(|(pw, port)| (pw.to_owned(), port.trim_end_matches("/0").to_owned()))
+        .expect("the script's Redis URL");
+    for pattern in ["douyin:session:*", "douyin:bucket:*"] {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &port, "--no-auth-warning", "--scan", "--pattern", pattern])
+            .env("REDISCLI_AUTH", &password)
+            .output();
+        match out {
+            Ok(out) if out.status.success() => {
+                let keys = String::from_utf8_lossy(&out.stdout).lines().count();
+                eprintln!("restarted Redis: {keys} keys {pattern}");
+                assert!(keys > 0, "nothing written to Redis after its restart ({pattern})");
+            }
+            Ok(out) => panic!("redis-cli: {}", String::from_utf8_lossy(&out.stderr)),
+            Err(e) => eprintln!("redis-cli did not run ({e}): Redis's keys not checked"),
+        }
+    }
 
     let d = Direct { client: client() };
     // The surviving scheduler drains the queue, the killed one's claims included, and the
