@@ -463,6 +463,7 @@ status() {
 # wait until it is gone. Its pid file stays; `status` shows it as not running.
 kill_one() {
   local name=$1 pid
+  [ -f "$RUN/processes" ] || die "no cluster at $RUN"
   pid=$(pid_of "$name")
   ours "$pid" || die "$name is not running in $RUN"
   kill -s KILL "$pid"
@@ -478,6 +479,7 @@ kill_one() {
 # Redis on its port, dir and password (empty, as after a crash).
 restart_one() {
   local name=$1 port url
+  [ -f "$RUN/processes" ] || die "no cluster at $RUN"
   ours "$(pid_of "$name")" && die "$name still runs"
   if [ "$name" = redis ]; then
     [ -f "$RUN/redis/redis.conf" ] || die "no Redis in $RUN (DOUYIN_CLUSTER_REDIS=1 starts one)"
