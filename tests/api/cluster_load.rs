@@ -532,6 +532,13 @@ async fn under_load_a_cluster_with_redis_loses_no_acknowledged_write_to_killed_n
         match window {
             Some(w) if gateway => {
                 eprintln!("  during {}: {} ({status}): {}", w.name, f.kind, f.what.trim());
+                if f.kind == "play bytes" {
+                    // What nginx saw of it (which node, how many bytes it passed on).
+                    let vid = f.what.split(':').next().unwrap_or_default();
+                    for l in log.lines().filter(|l| l.contains(&format!("GET /videos/{vid} "))) {
+                        eprintln!("    nginx: {l}");
+                    }
+                }
                 *counts.entry((w.name, f.kind, status)).or_default() += 1;
             }
             _ => wrong.push(format!(
