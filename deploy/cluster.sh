@@ -4,6 +4,8 @@
 #   deploy/cluster.sh up       start it, wait until every /healthz answers, print the URL
 #   deploy/cluster.sh status   each process: pid, address, /healthz
 #   deploy/cluster.sh down     stop everything and remove the run dir
+#   deploy/cluster.sh kill NAME     SIGKILL one process (api-1, redis, ...), as a crash would
+#   deploy/cluster.sh restart NAME  start a killed node or Redis again, as `up` did
 #
 # What `up` starts, each on a free loopback port and all under one run dir:
 #   Garage (single node, the object store: --blob-store s3), 2 api, 2 stream, 2 scheduler and
@@ -77,7 +79,7 @@ pid_of() { cat "$RUN/pids/$1.pid" 2>/dev/null || true; }
 # record NAME PID HEALTH-URL: the pid file, and where `status` asks after the process.
 record() {
   printf '%s\n' "$2" >"$RUN/pids/$1.pid"
-  printf '%s %s\n' "$1" "$3" >>"$RUN/processes"
+  grep -q "^$1 " "$RUN/processes" || printf '%s %s\n' "$1" "$3" >>"$RUN/processes"
 }
 
 # wait_for NAME CHECK...: runs CHECK until it succeeds (30 s at most) while NAME is alive.
@@ -165,6 +167,15 @@ start_postgres() {
     >>"$RUN/secrets/node.env"
 }
 
+# spawn_redis PORT: redis-server from $RUN/redis/redis.conf, up once it answers at all
+# (unauthenticated, a PING is refused with NOAUTH). `up` and `restart redis` both use it.
+spawn_redis() {
+  local port=$1 dir=$RUN/redis
+  (cd "$dir" && exec setsid redis-server "$dir/redis.conf" </dev/null >>"$RUN/logs/redis.log" 2>&1) &
+  printf '%s\n' "$!" >"$RUN/pids/redis.pid"
+  wait_for redis bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && printf 'PING\r\n' >&3 && head -c1 <&3"
+}
+
 start_redis() {
   local port=$1 dir=$RUN/redis pw
   command -v redis-server >/dev/null || die "DOUYIN_CLUSTER_REDIS=1 needs redis-server"
@@ -172,10 +183,8 @@ start_redis() {
   pw=$(hex 16)
   (umask 077 && printf 'bind 127.0.0.1\nport %s\ndir %s\nrequirepass %s\nsave ""\nappendonly no\n' \
     "$port" "$dir" "$pw" >"$dir/redis.conf")
-  (cd "$dir" && exec setsid redis-server "$dir/redis.conf" </dev/null >>"$RUN/logs/redis.log" 2>&1) &
-  record redis $! ""
-  # Up once it answers at all (unauthenticated, a PING is refused with NOAUTH).
-  wait_for redis bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && printf 'PING\r\n' >&3 && head -c1 <&3"
+  record redis "" ""
+  spawn_redis "$port"
   printf 'DOUYIN_REDIS_URL=redis://:%s@127.0.0.1:%s/0\n' "$pw" "$port" >>"$RUN/secrets/node.env"
 }
 
@@ -335,6 +344,9 @@ up() {
     --s3-access-key-id "$access"
   )
   export RUST_LOG=${RUST_LOG:-info}
+  # For `restart NAME` (no secrets among them).
+  printf '%s\n' "${NODE_FLAGS[@]}" >"$RUN/node.flags"
+  printf '%s\n' "$BIN" >"$RUN/node.bin"
 
   # The first node migrates the schema alone; then the rest start together.
   spawn_node api-1 api "${PORT[api-1]}"
@@ -447,12 +459,60 @@ status() {
   return "$all"
 }
 
+# kill NAME: SIGKILL one process of this cluster (a crash: no shutdown, nothing flushed) and
+# wait until it is gone. Its pid file stays; `status` shows it as not running.
+kill_one() {
+  local name=$1 pid
+  [ -f "$RUN/processes" ] || die "no cluster at $RUN"
+  pid=$(pid_of "$name")
+  ours "$pid" || die "$name is not running in $RUN"
+  kill -s KILL "$pid"
+  for _ in $(seq 1 100); do
+    ours "$pid" || { say "$name (pid $pid) killed"; return 0; }
+    sleep 0.05
+  done
+  die "$name (pid $pid) still runs 5 s after SIGKILL"
+}
+
+# restart NAME: start a stopped process again as `up` did: a node on its port with the flags
+# `up` gave it (other DOUYIN_* variables come from the caller's environment, as with `up`), or
+# Redis on its port, dir and password (empty, as after a crash).
+restart_one() {
+  local name=$1 port url
+  [ -f "$RUN/processes" ] || die "no cluster at $RUN"
+  ours "$(pid_of "$name")" && die "$name still runs"
+  if [ "$name" = redis ]; then
+    [ -f "$RUN/redis/redis.conf" ] || die "no Redis in $RUN (DOUYIN_CLUSTER_REDIS=1 starts one)"
+    port=$(sed -n 's/^port //p' "$RUN/redis/redis.conf")
+    spawn_redis "$port"
+    say "redis restarted on 127.0.0.1:$port (pid $(pid_of redis))"
+    return
+  fi
+  case " ${NODES[*]} " in *" $name "*) ;; *) die "restart knows redis and the nodes, not $name" ;; esac
+  url=$(sed -n "s/^$name //p" "$RUN/processes")
+  port=${url##*:}
+  mapfile -t NODE_FLAGS <"$RUN/node.flags"
+  BIN=$(<"$RUN/node.bin")
+  export RUST_LOG=${RUST_LOG:-info}
+  spawn_node "$name" "${name%-*}" "$port"
+  wait_for "$name" healthy "$url"
+  say "$name restarted on ${url#http://} (pid $(pid_of "$name"))"
+}
+
 case ${1:-} in
   up) up ;;
   down) down ;;
   status) status ;;
+  kill)
+    [ $# = 2 ] || die "usage: deploy/cluster.sh kill NAME"
+    kill_one "$2"
+    ;;
+  restart)
+    [ $# = 2 ] || die "usage: deploy/cluster.sh restart NAME"
+    restart_one "$2"
+    ;;
   *)
-    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -4,6 +4,7 @@
 // Tests state their expectations with unwrap; a failure is the test's answer.
 #![allow(clippy::unwrap_used)]
 
+mod cluster_support;
 mod direct_support;
 mod garage_support;
 #[macro_use]
@@ -22,6 +23,7 @@ mod browser;
 mod browser_s3;
 mod browser_support;
 mod cluster_deploy;
+mod cluster_load;
 mod move_to_s3;
 mod redis_sessions;
 mod s3_secrets;
