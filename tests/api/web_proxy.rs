@@ -211,3 +211,48 @@ async fn upload_and_ranges_through_the_proxy_match_the_stream_service() {
     .await;
     assert_eq!(whole.raw.as_ref(), file.as_slice());
 }
+
+/// A stream node that dies mid-body (here: announces 100,000 bytes, sends 30,000 and closes)
+/// must not turn into a complete-looking answer at the browser, whatever awc makes of the cut
+/// (it can end such a body as if it were whole): the web's relay ends the connection short of
+/// its `Content-Length` — here before the head even, as the cut comes with the first bytes —
+/// so the browser sees a failed request, at once rather than waiting for bytes that never come.
+#[actix_web::test]
+async fn a_stream_node_dying_mid_body_cuts_the_relay_short() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stream = format!("http://{}", listener.local_addr().unwrap());
+    actix_web::rt::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let head =
+                "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\nContent-Type: video/mp4\r\n\r\n";
+            let _ = s.write_all(head.as_bytes()).await;
+            let _ = s.write_all(&[7u8; 30_000]).await;
+            // Gone: the node was killed.
+            drop(s);
+        }
+    });
+    let app = TestApp::spawn_with(|c| c.stream_url = Some(stream.clone())).await;
+    let host = app.web.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&host).await.unwrap();
+    let req = format!("GET /videos/{VID} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut got));
+    let outcome = read.await.expect("the relay ends the connection instead of hanging");
+    let text = String::from_utf8_lossy(&got[..got.len().min(200)]).into_owned();
+    let body_at = got.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    // Either the head was sent with the announced length and the connection then closed
+    // short of it, or the relay refused before the head; never 100,000 bytes.
+    match body_at {
+        Some(at) if text.starts_with("HTTP/1.1 200") => {
+            assert!(got.len() - at < 100_000, "the cut body is not completed: {outcome:?}");
+            assert!(text.to_ascii_lowercase().contains("content-length: 100000"), "{text}");
+        }
+        _ => assert!(!text.starts_with("HTTP/1.1 200"), "{text}"),
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+}
