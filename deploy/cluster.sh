@@ -312,7 +312,7 @@ up() {
   start_garage "${PORT[garage-s3]}" "${PORT[garage-rpc]}"
 
   local database="database: one SQLite file in $RUN/data, shared by the nodes of this host"
-  local caches="sessions, stream token buckets: in each process; logouts and feed changes shared through <data-dir>/changes (this host)"
+  local caches="sessions, stream token buckets: in each process; logouts and feed changes shared through douyin.sqlite3-changes (this host)"
   if [ "${DOUYIN_CLUSTER_PG:-0}" = 1 ]; then
     if has_flag --database-url; then
       start_postgres "${PORT[postgres]}"
@@ -324,7 +324,7 @@ up() {
   if [ "${DOUYIN_CLUSTER_REDIS:-0}" = 1 ]; then
     if has_flag --redis-url; then
       start_redis "${PORT[redis]}"
-      caches="sessions, stream token buckets: Redis on 127.0.0.1:${PORT[redis]} (--redis-url); feed invalidations: <data-dir>/changes (this host)"
+      caches="sessions, stream token buckets: Redis on 127.0.0.1:${PORT[redis]} (--redis-url); feed invalidations: douyin.sqlite3-changes (this host)"
     else
       caches="$caches (DOUYIN_CLUSTER_REDIS=1: this binary has no --redis-url yet)"
     fi

@@ -8,7 +8,8 @@
 //! loads the counter and trusts its entry only if the counter has not moved since the entry was
 //! read from the database. So from the reply on, every process sees the bump.
 //!
-//! The counters are a few bytes of `<data-dir>/changes` mapped shared into every process, read
+//! The counters are a few bytes of `<database>-changes`, beside the SQLite file (as its `-shm`
+//! is), mapped shared into every process, read
 //! and bumped with atomic instructions: a check costs one memory load, not a database round
 //! trip on every cached request. That reaches exactly as far as SQLite does (one host, one file
 //! system); nodes on several hosts share their counters through Redis instead.

@@ -153,6 +153,11 @@ pub struct Config {
     #[arg(long, env = "DOUYIN_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: Option<Secret>,
 
+    /// The database: sqlite://<path> (a relative path is relative to the working directory)
+    /// [default: sqlite://<data-dir>/douyin.sqlite3].
+    #[arg(long, env = "DOUYIN_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+
     /// Redis as the shared cache of sessions, as `redis://[:password@]host:port/db` [default:
     /// none: each process caches for itself].
     #[arg(long, env = "DOUYIN_REDIS_URL", hide_env_values = true)]
@@ -236,6 +241,23 @@ impl Config {
         MinRate {
             window: Duration::from_secs(self.receive_timeout_secs),
             bytes_per_sec: self.min_receive_rate,
+        }
+    }
+
+    /// The database file `--database-url` names, or the data dir's. PostgreSQL URLs are refused
+    /// for now, by name, without echoing the URL (it may hold a password).
+    pub fn database_file(&self) -> Result<PathBuf, FlagError> {
+        let Some(url) = &self.database_url else {
+            return Ok(self.data_dir.join("douyin.sqlite3"));
+        };
+        let bad = |why: &str| FlagError { flag: "--database-url", why: why.to_owned() };
+        let url = url.expose();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err(bad("PostgreSQL is not supported by this build yet; use sqlite://<path>"));
+        }
+        match url.strip_prefix("sqlite://") {
+            Some(path) if !path.trim().is_empty() => Ok(PathBuf::from(path)),
+            _ => Err(bad("must be sqlite://<path>")),
         }
     }
 

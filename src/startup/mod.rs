@@ -183,7 +183,10 @@ pub async fn open_for_task(config: &Config) -> Result<(Addr<VideoStore>, Blobs),
 /// Opens the database (private to its owner: it holds password and session hashes) and the
 /// video directory. Blocking.
 fn open_data_dir(cfg: &Config, settings: &BlobSettings) -> Result<Opened, StartError> {
-    let db = cfg.data_dir.join("douyin.sqlite3");
+    let db = cfg.database_file()?;
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    }
     make_private(&db).map_err(io_err(format!("securing {}", db.display())))?;
     let pool = VideoStore::open(&db, STORE_THREADS as u32 + 2)?;
     let videos = cfg.data_dir.join("videos");
@@ -197,7 +200,10 @@ fn open_data_dir(cfg: &Config, settings: &BlobSettings) -> Result<Opened, StartE
         BlobSettings::S3(s3) => Blobs::object_store(Arc::new(S3Blobs::new((**s3).clone())?), files),
     };
     // Every process on this data dir shares the change counters of its caches.
-    let changes_path = cfg.data_dir.join("changes");
+    // Beside the database, as SQLite keeps its `-shm`: whoever shares the file shares these.
+    let mut changes_path = db.clone().into_os_string();
+    changes_path.push("-changes");
+    let changes_path = PathBuf::from(changes_path);
     let changes = Changes::open(&changes_path)
         .map_err(io_err(format!("opening {}", changes_path.display())))?;
     Ok(Opened { pool, blobs, changes })
@@ -277,6 +283,9 @@ impl Node {
         // node opens no store: it needs neither the object store's credentials nor Redis (it
         // reads only which blob store the site uses).
         let blob_settings = needs_stores.then(|| config.storage.settings()).transpose()?;
+        if needs_stores {
+            config.database_file()?;
+        }
         let redis = if needs_stores { config.redis()? } else { None };
 
         // Listeners first: a taken port fails start-up before any actor or file exists.

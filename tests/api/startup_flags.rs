@@ -149,3 +149,31 @@ async fn a_web_node_needs_no_store_credentials() {
     let refusal = start_with(&stream_args, &[]);
     assert_refusal(&stream_args, refusal, "--s3-secret-access-key");
 }
+
+#[test]
+fn a_database_url_other_than_sqlite_is_named_without_its_password() {
+    let pg = format!("postgres://douyin:{SECRET}@127.0.0.1:5432/douyin");
+    refused(&["--database-url", &pg], &[], "--database-url");
+    refused(&[], &[("DOUYIN_DATABASE_URL", &pg)], "--database-url");
+    refused(&["--database-url", "mysql://x"], &[], "--database-url");
+    refused(&["--database-url", "sqlite://"], &[], "--database-url");
+}
+
+/// `--database-url sqlite://<path>` puts the database (and the change counters every process
+/// on it shares) there, not in the data dir.
+#[actix::test]
+async fn the_database_can_live_outside_the_data_dir() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let db = elsewhere.path().join("db").join("site.sqlite3");
+    let url = format!("sqlite://{}", db.display());
+    let app = crate::helpers::TestApp::spawn_with(|c| {
+        c.database_url = Some(url.parse().expect("any text"));
+    })
+    .await;
+    app.register("alice").await;
+    assert!(db.exists(), "the database is where the URL says");
+    assert!(elsewhere.path().join("db").join("site.sqlite3-changes").exists());
+    assert!(!app.data_dir().join("douyin.sqlite3").exists(), "and not in the data dir");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&db).unwrap().permissions().mode() & 0o777, 0o600);
+}
