@@ -22,7 +22,7 @@ use redis::aio::MultiplexedConnection;
 use crate::error::StoreError;
 use crate::model::{User, UserId};
 use crate::session::SessionStore;
-use crate::store::SessionRecord;
+use crate::store::{SessionRecord, now_ms};
 
 /// How long one Redis command may take before the database answers instead.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(250);
@@ -311,12 +311,6 @@ fn ttl_until(expires_at_ms: i64, now_ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(expires_at_ms - now_ms).unwrap_or(0).max(1))
 }
 
-/// The time now, for entries' lifetimes in Redis.
-fn wall_ms() -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-    now.map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
-}
-
 #[async_trait]
 impl<D: SessionStore> SessionStore for RedisSessions<D> {
     async fn insert(
@@ -327,7 +321,7 @@ impl<D: SessionStore> SessionStore for RedisSessions<D> {
     ) -> Result<(), StoreError> {
         self.db.insert(token_hash.clone(), user, expires_at_ms).await?;
         let record = SessionRecord { user: user.clone(), expires_at_ms };
-        let ttl = ttl_until(expires_at_ms, wall_ms());
+        let ttl = ttl_until(expires_at_ms, now_ms());
         // A failure is counted and logged; the next load reads the database.
         let _ = self.redis.set(&session_key(&token_hash), &encode(&record), ttl).await;
         Ok(())
@@ -346,7 +340,7 @@ impl<D: SessionStore> SessionStore for RedisSessions<D> {
         }
         let found = self.db.load(token_hash, now_ms).await?;
         if let Some(record) = &found {
-            let ttl = ttl_until(record.expires_at_ms, wall_ms());
+            let ttl = ttl_until(record.expires_at_ms, now_ms);
             let _ = self.redis.set(&key, &encode(record), ttl).await;
         }
         Ok(found)

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use actix_web::rt::net::TcpStream;
 use actors::blob::BlobStore as _;
 use awc::http::Method;
 use bytes::Bytes;
@@ -15,7 +14,7 @@ use tokio::io::AsyncWriteExt as _;
 use crate::direct_support::*;
 use crate::garage_support::{Garage, s3_app};
 use crate::helpers::{TestApp, read_reply};
-use crate::stream_support::{eventually, fake_mp4, get, header, host_of, read_head};
+use crate::stream_support::{eventually, fake_mp4, get, header, read_head, start_raw_upload};
 
 #[actix::test]
 async fn ticket_form_post_and_complete_make_a_video_that_plays_byte_exact() {
@@ -192,16 +191,7 @@ async fn complete_and_an_upload_through_the_server_cannot_both_win() {
     // upload shows in the store, it surely has the video's claim...
     let data = fake_mp4(10 << 20);
     let cut = 9 << 20;
-    let mut s = TcpStream::connect(host_of(&app.stream)).await.unwrap();
-    let head = format!(
-        "POST /upload/{vid} HTTP/1.1\r\nHost: x\r\nX-Session-Id: {}\r\n\
-         Content-Type: video/mp4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        alice.session,
-        data.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(&data[..cut]).await.unwrap();
-    s.flush().await.unwrap();
+    let mut s = start_raw_upload(&app.stream, &alice.session, &vid, data.len(), &data[..cut]).await;
     let blobs = garage.blobs();
     eventually("the upload reaches the store", || async {
         !blobs.list_uploads().await.unwrap().is_empty()

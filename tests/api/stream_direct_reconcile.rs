@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use actix_web::rt::net::TcpStream;
 use actors::blob::BlobStore as _;
 use actors::model::VideoId;
 use actors::scheduler::Tick;
@@ -16,34 +15,13 @@ use tokio::io::AsyncWriteExt as _;
 
 use crate::direct_support::*;
 use crate::garage_support::{Garage, s3_app};
-use crate::helpers::{TestApp, TestUser};
-use crate::stream_support::{eventually, fake_mp4, get, header, host_of, read_head, upload_body};
+use crate::stream_support::{
+    eventually, fake_mp4, get, header, read_head, start_raw_upload, upload_body,
+};
 
 /// `n` seconds after the real time, for a reconciliation pass.
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-/// Starts an upload through the server over a raw socket: the head announcing `data`, then the
-/// first `sent` bytes; returns the socket, to finish or to drop.
-async fn start_upload(
-    app: &TestApp,
-    user: &TestUser,
-    vid: &str,
-    data: &[u8],
-    sent: usize,
-) -> TcpStream {
-    let mut s = TcpStream::connect(host_of(&app.stream)).await.unwrap();
-    let head = format!(
-        "POST /upload/{vid} HTTP/1.1\r\nHost: x\r\nX-Session-Id: {}\r\n\
-         Content-Type: video/mp4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        user.session,
-        data.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(&data[..sent]).await.unwrap();
-    s.flush().await.unwrap();
-    s
 }
 
 #[actix::test]
@@ -167,7 +145,8 @@ async fn multipart_uploads_of_a_crashed_writer_are_aborted_and_live_ones_kept() 
     // An upload through this node is under way, as old as it may be.
     let vid = app.create_video(&alice, "live").await;
     let data = fake_mp4(10 << 20);
-    let mut s = start_upload(&app, &alice, &vid, &data, 9 << 20).await;
+    let mut s =
+        start_raw_upload(&app.stream, &alice.session, &vid, data.len(), &data[..9 << 20]).await;
     eventually("both uploads are in the store", || async {
         blobs.list_uploads().await.unwrap().len() == 2
     })
@@ -194,7 +173,8 @@ async fn a_cut_off_upload_through_the_server_leaves_nothing_in_the_store() {
     let alice = app.register("alice").await;
     let vid = app.create_video(&alice, "cut").await;
     let data = fake_mp4(20 << 20);
-    let s = start_upload(&app, &alice, &vid, &data, 12 << 20).await;
+    let s =
+        start_raw_upload(&app.stream, &alice.session, &vid, data.len(), &data[..12 << 20]).await;
     eventually("a multipart upload is under way", || async {
         !blobs.list_uploads().await.unwrap().is_empty()
     })

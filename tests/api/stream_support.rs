@@ -189,3 +189,23 @@ pub fn have_tool(tool: &str) -> bool {
 pub async fn run(mut cmd: std::process::Command) -> std::process::Output {
     actix_web::web::block(move || cmd.output()).await.expect("join").expect("the tool runs")
 }
+
+/// Starts an upload over a raw socket: headers announcing `total` bytes (and
+/// `Connection: close`), then `sent` of them; returns the socket, to finish or to drop.
+pub async fn start_raw_upload(
+    stream_url: &str,
+    session: &str,
+    vid: &str,
+    total: usize,
+    sent: &[u8],
+) -> TcpStream {
+    let mut s = TcpStream::connect(host_of(stream_url)).await.expect("connect");
+    let head = format!(
+        "POST /upload/{vid} HTTP/1.1\r\nHost: x\r\nX-Session-Id: {session}\r\n\
+         Content-Type: video/mp4\r\nContent-Length: {total}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.expect("head");
+    s.write_all(sent).await.expect("body");
+    s.flush().await.expect("flush");
+    s
+}

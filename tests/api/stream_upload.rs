@@ -5,10 +5,8 @@
 
 use std::time::Duration;
 
-use actix_web::rt::net::TcpStream;
 use awc::http::Method;
 use serde_json::json;
-use tokio::io::AsyncWriteExt as _;
 
 use crate::garage_support::Garage;
 use crate::helpers::{Backend, TestApp, TestUser, read_reply};
@@ -102,31 +100,12 @@ async fn refusals(backend: Backend) {
     upload_body(&app, &alice, &vid, "video/mp4", small).await.assert_error(404, "006");
 }
 
-/// Starts an upload over a raw socket: headers announcing `total` bytes, then `sent` of them.
-async fn start_upload(
-    stream_url: &str,
-    session: &str,
-    vid: &str,
-    total: usize,
-    sent: &[u8],
-) -> TcpStream {
-    let mut s = TcpStream::connect(host_of(stream_url)).await.expect("connect");
-    let head = format!(
-        "POST /upload/{vid} HTTP/1.1\r\nHost: x\r\nX-Session-Id: {session}\r\n\
-         Content-Type: video/mp4\r\nContent-Length: {total}\r\n\r\n"
-    );
-    s.write_all(head.as_bytes()).await.expect("head");
-    s.write_all(sent).await.expect("body");
-    s.flush().await.expect("flush");
-    s
-}
-
 async fn a_client_cut_off_mid_upload_leaves_nothing_behind(backend: Backend) {
     let Some(app) = TestApp::on(backend, |_| {}).await else { return };
     let alice = app.register("alice").await;
     let vid = app.create_video(&alice, "cut").await;
     let data = fake_mp4(2 * CUT_AT);
-    let s = start_upload(&app.stream, &alice.session, &vid, data.len(), &data[..CUT_AT]).await;
+    let s = start_raw_upload(&app.stream, &alice.session, &vid, data.len(), &data[..CUT_AT]).await;
     eventually("the unfinished write appears", || async { unfinished_writes(&app).await > 0 })
         .await;
     drop(s);
@@ -186,7 +165,7 @@ async fn a_process_killed_mid_upload_restarts_clean(backend: Backend) {
     let vid = r.assert_status(201)["id"].as_str().expect("id").to_owned();
 
     let data = fake_mp4(2 * CUT_AT);
-    let s = start_upload(&stream, &session, &vid, data.len(), &data[..CUT_AT]).await;
+    let s = start_raw_upload(&stream, &session, &vid, data.len(), &data[..CUT_AT]).await;
     eventually("the unfinished write appears", || async {
         crash_leftovers(dir.path(), garage).await > 0
     })
