@@ -171,15 +171,7 @@ impl TestApp {
         header: Option<(&str, String)>,
         body: Option<Value>,
     ) -> Reply {
-        let mut req = self.client.request(method, url);
-        if let Some((k, v)) = header {
-            req = req.insert_header((k, v));
-        }
-        let res = match body {
-            Some(b) => req.send_json(&b).await,
-            None => req.send().await,
-        };
-        read_reply(res.expect("the request reaches the server")).await
+        send_with(&self.client, method, url, header, body).await
     }
 
     /// Registers `name` with a fixed password and returns the signed-in user.
@@ -201,6 +193,25 @@ impl TestApp {
             self.api(Method::POST, &path, Some(&user.session), Some(json!({"name": name}))).await;
         r.assert_status(201)["id"].as_str().expect("id").to_owned()
     }
+}
+
+/// [`TestApp::send`] with any client (a test driving processes rather than a `TestApp`).
+pub async fn send_with(
+    client: &awc::Client,
+    method: Method,
+    url: &str,
+    header: Option<(&str, String)>,
+    body: Option<Value>,
+) -> Reply {
+    let mut req = client.request(method, url);
+    if let Some((k, v)) = header {
+        req = req.insert_header((k, v));
+    }
+    let res = match body {
+        Some(b) => req.send_json(&b).await,
+        None => req.send().await,
+    };
+    read_reply(res.expect("the request reaches the server")).await
 }
 
 pub async fn read_reply<S>(mut res: awc::ClientResponse<S>) -> Reply

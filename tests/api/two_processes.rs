@@ -7,7 +7,7 @@ use std::time::Duration;
 use awc::http::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Reply, read_reply};
+use crate::helpers::{Reply, read_reply, send_with};
 use crate::process_support::{Ports, Proc};
 use crate::stream_support::fake_mp4;
 
@@ -26,15 +26,9 @@ impl Node<'_> {
         session: Option<&str>,
         body: Option<Value>,
     ) -> Reply {
-        let mut req = self.client.request(method, format!("{}{path}", self.api));
-        if let Some(s) = session {
-            req = req.insert_header(("X-Session-Id", s.to_owned()));
-        }
-        let res = match body {
-            Some(b) => req.send_json(&b).await,
-            None => req.send().await,
-        };
-        read_reply(res.expect("the api answers")).await
+        let url = format!("{}{path}", self.api);
+        send_with(self.client, method, &url, session.map(|s| ("X-Session-Id", s.to_owned())), body)
+            .await
     }
 
     async fn feed_ids(&self) -> Vec<String> {
