@@ -22,6 +22,9 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
+    /// PostgreSQL failed, or could not be reached.
+    #[error("database error: {}", postgres_message(.0))]
+    Postgres(#[from] postgres::Error),
     /// A batched write failed as a whole: every item of the batch gets this same error,
     /// shared, so each caller still sees the cause (and its source, e.g. the SQLite error).
     #[error(transparent)]
@@ -41,9 +44,20 @@ impl StoreError {
     /// True when the failure is the database's (API code `003`) rather than another fault.
     pub fn is_database(&self) -> bool {
         match self {
-            StoreError::Db(_) | StoreError::Pool(_) => true,
+            StoreError::Db(_) | StoreError::Postgres(_) | StoreError::Pool(_) => true,
             StoreError::Batch(shared) => shared.is_database(),
             _ => false,
         }
+    }
+}
+
+/// What PostgreSQL said (its own `Display` is only "db error"), or the client's error with its
+/// cause.
+fn postgres_message(e: &postgres::Error) -> String {
+    use std::error::Error as _;
+    match (e.as_db_error(), e.source()) {
+        (Some(db), _) => format!("{} {}: {}", db.severity(), db.code().code(), db.message()),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
     }
 }

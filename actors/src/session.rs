@@ -22,7 +22,7 @@ use crate::store::{
     VideoStore,
 };
 
-/// Where sessions live durably: SQLite now ([`SqliteSessions`]), Redis when the node is split.
+/// Where sessions live durably: the database ([`DbSessions`]), with Redis in front when asked.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     async fn insert(
@@ -43,10 +43,10 @@ pub trait SessionStore: Send + Sync + 'static {
 
 /// Sessions in the `sessions` table, through the [`VideoStore`] actor.
 #[derive(Debug, Clone)]
-pub struct SqliteSessions(pub Addr<VideoStore>);
+pub struct DbSessions(pub Addr<VideoStore>);
 
 #[async_trait]
-impl SessionStore for SqliteSessions {
+impl SessionStore for DbSessions {
     async fn insert(
         &self,
         token_hash: String,

@@ -13,6 +13,15 @@ mod storage;
 
 pub use storage::{BlobSettings, BlobStoreKind, FlagError, Playback, Secret, StorageFlags};
 
+/// The database a node keeps its rows in (`--database-url`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file: one host, shared by the processes on it.
+    Sqlite(PathBuf),
+    /// A PostgreSQL server, shared by nodes on any host.
+    Postgres(Secret),
+}
+
 /// Which services this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
@@ -153,8 +162,9 @@ pub struct Config {
     #[arg(long, env = "DOUYIN_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: Option<Secret>,
 
-    /// The database: sqlite://<path> (a relative path is relative to the working directory)
-    /// [default: sqlite://<data-dir>/douyin.sqlite3].
+    /// The database: sqlite://<path> (a relative path is relative to the working directory) or
+    /// postgres://[user[:password]@]host[:port]/database [default:
+    /// sqlite://<data-dir>/douyin.sqlite3].
     #[arg(long, env = "DOUYIN_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<Secret>,
 
@@ -244,20 +254,22 @@ impl Config {
         }
     }
 
-    /// The database file `--database-url` names, or the data dir's. PostgreSQL URLs are refused
-    /// for now, by name, without echoing the URL (it may hold a password).
-    pub fn database_file(&self) -> Result<PathBuf, FlagError> {
+    /// The database `--database-url` names, checked (no connection yet), or the data dir's
+    /// SQLite file. The URL is never echoed: it may hold a password.
+    pub fn database(&self) -> Result<Database, FlagError> {
         let Some(url) = &self.database_url else {
-            return Ok(self.data_dir.join("douyin.sqlite3"));
+            return Ok(Database::Sqlite(self.data_dir.join("douyin.sqlite3")));
         };
         let bad = |why: &str| FlagError { flag: "--database-url", why: why.to_owned() };
         let url = url.expose();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Err(bad("PostgreSQL is not supported by this build yet; use sqlite://<path>"));
+            return actors::store::db::check_postgres_url(url)
+                .map(|()| Database::Postgres(Secret::new(url)))
+                .map_err(|why| bad(&why));
         }
         match url.strip_prefix("sqlite://") {
-            Some(path) if !path.trim().is_empty() => Ok(PathBuf::from(path)),
-            _ => Err(bad("must be sqlite://<path>")),
+            Some(path) if !path.trim().is_empty() => Ok(Database::Sqlite(PathBuf::from(path))),
+            _ => Err(bad("must be sqlite://<path> or postgres://[user[:password]@]host[:port]/db")),
         }
     }
 

@@ -15,13 +15,13 @@ use actix_web::web;
 use actors::blob::{Blobs, LocalBlobs, S3Blobs};
 use actors::cache::{RedisCache, RedisSessions};
 use actors::changes::Changes;
-use actors::session::{Session, SessionConfig, SessionStore, SqliteSessions};
+use actors::session::{DbSessions, Session, SessionConfig, SessionStore};
 use actors::store::{Pool, VideoStore};
 use actors::upload::Uploads;
 use base64::Engine as _;
 use rand::RngCore as _;
 
-use crate::config::{BlobSettings, Config, Role};
+use crate::config::{BlobSettings, Config, Database, Role};
 use crate::scheduler::{self, Runner};
 use services::{start_api, start_scheduler, start_stream, start_web};
 
@@ -183,12 +183,15 @@ pub async fn open_for_task(config: &Config) -> Result<(Addr<VideoStore>, Blobs),
 /// Opens the database (private to its owner: it holds password and session hashes) and the
 /// video directory. Blocking.
 fn open_data_dir(cfg: &Config, settings: &BlobSettings) -> Result<Opened, StartError> {
-    let db = cfg.database_file()?;
-    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
-    }
-    make_private(&db).map_err(io_err(format!("securing {}", db.display())))?;
-    let pool = VideoStore::open(&db, STORE_THREADS as u32 + 2)?;
+    let (pool, changes) = match cfg.database()? {
+        Database::Sqlite(db) => open_sqlite(&db)?,
+        // Nodes on several hosts share no memory: the feed's version is a row of the database
+        // (see actors' store/feed.rs), and sessions are asked of the database or Redis.
+        Database::Postgres(url) => (
+            VideoStore::open_postgres(url.expose(), STORE_THREADS as u32 + 2)?,
+            Changes::in_process(),
+        ),
+    };
     let videos = cfg.data_dir.join("videos");
     // With the object store too: it holds the files not moved there yet.
     let files = Arc::new(
@@ -199,14 +202,24 @@ fn open_data_dir(cfg: &Config, settings: &BlobSettings) -> Result<Opened, StartE
         BlobSettings::Files => Blobs::files_only(files),
         BlobSettings::S3(s3) => Blobs::object_store(Arc::new(S3Blobs::new((**s3).clone())?), files),
     };
+    Ok(Opened { pool, blobs, changes })
+}
+
+/// Opens the SQLite file `db` and the change counters beside it.
+fn open_sqlite(db: &Path) -> Result<(Pool, Changes), StartError> {
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io_err(format!("creating {}", dir.display())))?;
+    }
+    make_private(db).map_err(io_err(format!("securing {}", db.display())))?;
+    let pool = VideoStore::open(db, STORE_THREADS as u32 + 2)?;
     // Every process on this data dir shares the change counters of its caches.
     // Beside the database, as SQLite keeps its `-shm`: whoever shares the file shares these.
-    let mut changes_path = db.clone().into_os_string();
+    let mut changes_path = db.to_path_buf().into_os_string();
     changes_path.push("-changes");
     let changes_path = PathBuf::from(changes_path);
     let changes = Changes::open(&changes_path)
         .map_err(io_err(format!("opening {}", changes_path.display())))?;
-    Ok(Opened { pool, blobs, changes })
+    Ok((pool, changes))
 }
 
 /// What [`open_data_dir`] opened.
@@ -247,12 +260,16 @@ impl Stores {
     /// Starts the store actors and the session cache over an opened data dir.
     fn start(opened: Opened, redis: Option<RedisCache>, config: &Config) -> Self {
         let Opened { pool, blobs, changes } = opened;
+        let pool_is_postgres = pool.is_postgres();
         let store = VideoStore::start_with(pool, STORE_THREADS, changes.clone());
-        let db = SqliteSessions(store.clone());
+        let db = DbSessions(store.clone());
         let (session_store, revalidate_after): (Arc<dyn SessionStore>, _) = match &redis {
             // Redis is where every node reads sessions: asked on every request, so a logout
             // on any node is seen by the next request on every other.
             Some(redis) => (Arc::new(RedisSessions::new(db, redis.clone())), Duration::ZERO),
+            // So is PostgreSQL without Redis: its nodes may be on several hosts, which share
+            // no change counters to tell them of a logout elsewhere.
+            None if pool_is_postgres => (Arc::new(db), Duration::ZERO),
             None => (Arc::new(db), Duration::from_millis(config.session_revalidate_ms)),
         };
         let session_config =
@@ -284,7 +301,7 @@ impl Node {
         // reads only which blob store the site uses).
         let blob_settings = needs_stores.then(|| config.storage.settings()).transpose()?;
         if needs_stores {
-            config.database_file()?;
+            config.database()?;
         }
         let redis = if needs_stores { config.redis()? } else { None };
 

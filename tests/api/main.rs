@@ -5,10 +5,13 @@
 #![allow(clippy::unwrap_used)]
 
 mod cluster_support;
+#[macro_use]
+mod db_support;
 mod direct_support;
 mod garage_support;
 #[macro_use]
 mod helpers;
+mod pg_support;
 mod process_support;
 mod redis_support;
 

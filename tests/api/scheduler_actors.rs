@@ -1,5 +1,6 @@
 //! Dispatcher and Executor at message level: `Tick` sent directly, no timer, no HTTP.
 
+use crate::db_support::TestDb;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -36,9 +37,8 @@ async fn tick(d: &Addr<Dispatcher>) -> PassReport {
     d.send(Tick).await.expect("dispatcher reachable").expect("pass ran")
 }
 
-#[actix::test]
-async fn a_tick_removes_file_comments_row_and_record() {
-    let fx = Fixture::new().await;
+async fn a_tick_removes_file_comments_row_and_record(db: TestDb) {
+    let fx = Fixture::on(db).await;
     let video = fx.deleted_video().await;
     let keep = fx.ready_video(1).await;
     let (d, metrics) =
@@ -54,9 +54,8 @@ async fn a_tick_removes_file_comments_row_and_record() {
     assert_eq!(tick(&d).await, PassReport::default(), "nothing is left to do");
 }
 
-#[actix::test]
-async fn one_tick_claims_at_most_a_batch() {
-    let fx = Fixture::new().await;
+async fn one_tick_claims_at_most_a_batch(db: TestDb) {
+    let fx = Fixture::on(db).await;
     for _ in 0..10 {
         fx.deleted_video().await;
     }
@@ -72,9 +71,8 @@ async fn one_tick_claims_at_most_a_batch() {
     assert_eq!(metrics.removals_done.get(), 10);
 }
 
-#[actix::test]
-async fn overlapping_ticks_never_run_a_record_twice_nor_exceed_the_bound() {
-    let fx = Fixture::new().await;
+async fn overlapping_ticks_never_run_a_record_twice_nor_exceed_the_bound(db: TestDb) {
+    let fx = Fixture::on(db).await;
     let mut videos = Vec::new();
     for _ in 0..12 {
         videos.push(fx.deleted_video().await);
@@ -101,9 +99,8 @@ async fn overlapping_ticks_never_run_a_record_twice_nor_exceed_the_bound() {
     assert!(blobs.peak.load(Ordering::SeqCst) <= 5, "never more than max_in_flight at once");
 }
 
-#[actix::test]
-async fn executing_the_same_record_twice_is_harmless() {
-    let fx = Fixture::new().await;
+async fn executing_the_same_record_twice_is_harmless(db: TestDb) {
+    let fx = Fixture::on(db).await;
     let video = fx.deleted_video().await;
     let record = fx.records().await.pop().expect("the delete queued a record");
     let policy = RetryPolicy::default();
@@ -125,9 +122,8 @@ fn obstruct(blobs: &LocalBlobs, video: actors::model::VideoId) {
     std::fs::write(path.join("keep"), b"x").expect("non-empty");
 }
 
-#[actix::test]
-async fn a_failing_removal_backs_off_then_is_marked_failed() {
-    let fx = Fixture::new().await;
+async fn a_failing_removal_backs_off_then_is_marked_failed(db: TestDb) {
+    let fx = Fixture::on(db).await;
     let video = fx.deleted_video().await;
     obstruct(&fx.blobs, video);
     let policy = RetryPolicy {
@@ -180,9 +176,8 @@ async fn a_failing_removal_backs_off_then_is_marked_failed() {
     assert!(fx.remnants(video).await.row, "nothing was half-removed");
 }
 
-#[actix::test]
-async fn reconciliation_queues_stale_pending_videos_and_reports_orphan_files() {
-    let fx = Fixture::new().await;
+async fn reconciliation_queues_stale_pending_videos_and_reports_orphan_files(db: TestDb) {
+    let fx = Fixture::on(db).await;
     let ready = fx.ready_video(0).await;
     let pending = fx
         .store
@@ -218,9 +213,8 @@ async fn reconciliation_queues_stale_pending_videos_and_reports_orphan_files() {
     assert!(again.stale_queued.is_empty());
 }
 
-#[actix::test]
-async fn a_live_dispatchers_claims_are_not_taken_by_another_even_past_the_lease() {
-    let fx = Fixture::new().await;
+async fn a_live_dispatchers_claims_are_not_taken_by_another_even_past_the_lease(db: TestDb) {
+    let fx = Fixture::on(db).await;
     let mut videos = Vec::new();
     for _ in 0..3 {
         videos.push(fx.deleted_video().await);
@@ -252,3 +246,13 @@ async fn a_live_dispatchers_claims_are_not_taken_by_another_even_past_the_lease(
         assert_gone(&fx.store, &fx.blobs, v).await;
     }
 }
+
+on_both_databases!(
+    a_tick_removes_file_comments_row_and_record,
+    one_tick_claims_at_most_a_batch,
+    overlapping_ticks_never_run_a_record_twice_nor_exceed_the_bound,
+    executing_the_same_record_twice_is_harmless,
+    a_failing_removal_backs_off_then_is_marked_failed,
+    reconciliation_queues_stale_pending_videos_and_reports_orphan_files,
+    a_live_dispatchers_claims_are_not_taken_by_another_even_past_the_lease,
+);

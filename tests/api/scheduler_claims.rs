@@ -2,6 +2,7 @@
 //! incarnation's claims are never taken, a dead one's are free at once, and a restarted node
 //! takes its previous run's claims back without waiting for anything.
 
+use crate::db_support::TestDb;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -62,9 +63,8 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-#[actix::test]
-async fn a_live_incarnations_claims_stay_its_own_and_a_dead_ones_are_free() {
-    let fx = Fixture::new().await;
+async fn a_live_incarnations_claims_stay_its_own_and_a_dead_ones_are_free(db: TestDb) {
+    let fx = Fixture::on(db).await;
     let store = &fx.store;
     queue(store, 3).await;
     let t0 = OffsetDateTime::now_utc();
@@ -102,9 +102,8 @@ async fn a_live_incarnations_claims_stay_its_own_and_a_dead_ones_are_free() {
     assert_eq!((r.attempts, r.claimed_by), (0, Some(b.id)), "{r:?}");
 }
 
-#[actix::test]
-async fn a_restarted_node_takes_back_its_previous_runs_claims_at_once() {
-    let fx = Fixture::new().await;
+async fn a_restarted_node_takes_back_its_previous_runs_claims_at_once(db: TestDb) {
+    let fx = Fixture::on(db).await;
     let store = &fx.store;
     let queued: BTreeSet<VideoId> = queue(store, 3).await.into_iter().collect();
     let t0 = OffsetDateTime::now_utc();
@@ -126,3 +125,8 @@ async fn a_restarted_node_takes_back_its_previous_runs_claims_at_once() {
     assert_eq!(beat(store, &second, t0 + secs(2)).await, Liveness::Alive);
     assert!(claim(store, &other, t0 + secs(3), 10, secs(60)).await.is_empty());
 }
+
+on_both_databases!(
+    a_live_incarnations_claims_stay_its_own_and_a_dead_ones_are_free,
+    a_restarted_node_takes_back_its_previous_runs_claims_at_once,
+);

@@ -1,6 +1,7 @@
 //! What the scheduler tests share: a store and blob directory without a node, ready videos
 //! with files and comments, and a blob store that counts and slows its removals.
 
+use crate::db_support::TestDb;
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +22,7 @@ use time::OffsetDateTime;
 /// A store over a temporary database and a temporary video directory.
 pub struct Fixture {
     /// Kept so the database and files live as long as the test.
+    _db: TestDb,
     _dir: tempfile::TempDir,
     pub store: Addr<VideoStore>,
     pub blobs: Arc<LocalBlobs>,
@@ -28,10 +30,10 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    pub async fn new() -> Self {
+    /// Over `db`.
+    pub async fn on(db: TestDb) -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let pool = VideoStore::open(&dir.path().join("db.sqlite3"), 6).expect("the store opens");
-        let store = VideoStore::start(pool, 2);
+        let store = VideoStore::start(db.pool(6), 2);
         let blobs = Arc::new(
             LocalBlobs::open(dir.path().join("videos"), actors::blob::ReadMode::Pread)
                 .expect("blob dir"),
@@ -45,7 +47,7 @@ impl Fixture {
             .await
             .expect("store reachable")
             .expect("user created");
-        Fixture { _dir: dir, store, blobs, user }
+        Fixture { _db: db, _dir: dir, store, blobs, user }
     }
 
     /// A ready video with a file and `comments` comments.

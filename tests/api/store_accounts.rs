@@ -1,6 +1,7 @@
 //! Accounts at the actor level: `Register` and `SignIn` on the `Accounts` actor with a hand-moved
 //! clock, and the name-key migration over a database made by the previous schema version.
 
+use crate::db_support::TestDb;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,11 +40,8 @@ fn throttled(r: &Result<User, AccountError>) -> bool {
     matches!(r, Err(AccountError::Throttled { .. }))
 }
 
-#[actix::test]
-async fn users_register_once_and_sign_in_only_with_the_right_password() {
-    let dir = tempfile::tempdir().unwrap();
-    let pool = VideoStore::open(&dir.path().join("db.sqlite3"), 4).unwrap();
-    let accounts = accounts(&VideoStore::start(pool, 2), SharedClock::default());
+async fn users_register_once_and_sign_in_only_with_the_right_password(db: TestDb) {
+    let accounts = accounts(&db.start(2), SharedClock::default());
     let alice = register(&accounts, "alice", "password1").await.unwrap();
     let again = register(&accounts, "Alice", "whatever1").await;
     assert!(matches!(again, Err(AccountError::Store(StoreError::Conflict(_)))), "{again:?}");
@@ -56,12 +54,9 @@ async fn users_register_once_and_sign_in_only_with_the_right_password() {
     }
 }
 
-#[actix::test]
-async fn the_throttle_runs_on_the_injected_clock_and_a_success_clears_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let pool = VideoStore::open(&dir.path().join("db.sqlite3"), 4).unwrap();
+async fn the_throttle_runs_on_the_injected_clock_and_a_success_clears_it(db: TestDb) {
     let clock = Arc::new(ManualClock::new());
-    let accounts = accounts(&VideoStore::start(pool, 2), clock.clone().into());
+    let accounts = accounts(&db.start(2), clock.clone().into());
     register(&accounts, "alice", "password1").await.unwrap();
     for _ in 0..5 {
         let r = sign_in(&accounts, "alice", "password2").await;
@@ -133,3 +128,8 @@ async fn look_alike_accounts_from_before_name_keys_keep_their_names_and_sign_in(
     let again = register(&accounts, "ＡＬＩＣＥ", "whatever1").await;
     assert!(matches!(again, Err(AccountError::Store(StoreError::Conflict(_)))), "{again:?}");
 }
+
+on_both_databases!(
+    users_register_once_and_sign_in_only_with_the_right_password,
+    the_throttle_runs_on_the_injected_clock_and_a_success_clears_it,
+);

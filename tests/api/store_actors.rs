@@ -1,15 +1,17 @@
 //! Actor-level tests: messages sent straight to `VideoStore` and `Session` over a temporary
-//! SQLite file, including two `Session` actors sharing one database (the two-process case).
+//! database (each test on SQLite and on PostgreSQL), including two `Session` actors sharing one database (the two-process case).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor as _, Addr};
+
+use crate::db_support::TestDb;
 use actors::StoreError;
 use actors::clock::{ManualClock, SharedClock};
 use actors::model::{Page, PwdHash, User, UserName};
 use actors::session::{
-    CreateSession, ResolveSession, RevokeSession, Session, SessionConfig, SqliteSessions, Sweep,
+    CreateSession, DbSessions, ResolveSession, RevokeSession, Session, SessionConfig, Sweep,
 };
 use actors::store::{
     CreateComment, CreateVideo, DeleteVideo, GetVideo, InsertUser, ListComments, ListDeletions,
@@ -20,18 +22,13 @@ fn name(s: &str) -> UserName {
     s.parse().expect("a valid test user name")
 }
 
-fn open_store(dir: &tempfile::TempDir) -> Addr<VideoStore> {
-    let pool = VideoStore::open(&dir.path().join("db.sqlite3"), 4).expect("the store opens");
-    VideoStore::start(pool, 2)
-}
-
 fn sessions(store: &Addr<VideoStore>, ttl: Duration) -> Addr<Session> {
     sessions_on(store, ttl, SharedClock::default())
 }
 
 /// A session actor reading the time from `clock`.
 fn sessions_on(store: &Addr<VideoStore>, ttl: Duration, clock: SharedClock) -> Addr<Session> {
-    Session::new(Arc::new(SqliteSessions(store.clone())), SessionConfig::new(ttl), clock).start()
+    Session::new(Arc::new(DbSessions(store.clone())), SessionConfig::new(ttl), clock).start()
 }
 
 /// A user whose password nobody needs here (sign-in is tested in `store_accounts`).
@@ -40,10 +37,8 @@ async fn user(store: &Addr<VideoStore>, n: &str) -> User {
     store.send(InsertUser { name: name(n), pwd_hash }).await.unwrap().unwrap()
 }
 
-#[actix::test]
-async fn pending_videos_are_visible_to_their_owner_only_and_deletion_queues_a_record() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir);
+async fn pending_videos_are_visible_to_their_owner_only_and_deletion_queues_a_record(db: TestDb) {
+    let store = db.start(2);
     let alice = user(&store, "alice").await;
     let bob = user(&store, "bob").await;
     let video = store
@@ -85,10 +80,8 @@ async fn pending_videos_are_visible_to_their_owner_only_and_deletion_queues_a_re
     assert_eq!(queue[0].video_id, video.id);
 }
 
-#[actix::test]
-async fn sessions_resolve_slide_and_revoke() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir);
+async fn sessions_resolve_slide_and_revoke(db: TestDb) {
+    let store = db.start(2);
     let alice = user(&store, "alice").await;
     let sessions = sessions(&store, Duration::from_secs(60));
     let token = sessions.send(CreateSession { user: alice.clone() }).await.unwrap().unwrap();
@@ -101,11 +94,9 @@ async fn sessions_resolve_slide_and_revoke() {
 
 /// The logout race: resolves sent while a revocation is in flight, and every resolve after
 /// it, answer `None`; a load that read the row before the delete must not be cached.
-#[actix::test]
-async fn resolves_racing_a_revocation_never_revive_the_session() {
+async fn resolves_racing_a_revocation_never_revive_the_session(db: TestDb) {
     const TRIALS: usize = 300;
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir);
+    let store = db.start(2);
     let alice = user(&store, "alice").await;
     let sessions = sessions(&store, Duration::from_secs(60));
     let (mut racers_ok, mut revived) = (0, 0);
@@ -129,10 +120,8 @@ async fn resolves_racing_a_revocation_never_revive_the_session() {
     assert_eq!(racers_ok, 0, "{racers_ok} resolves sent after the revocation began succeeded");
 }
 
-#[actix::test]
-async fn sessions_expire_after_their_idle_ttl_and_the_sweep_removes_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir);
+async fn sessions_expire_after_their_idle_ttl_and_the_sweep_removes_them(db: TestDb) {
+    let store = db.start(2);
     let alice = user(&store, "alice").await;
     let clock = Arc::new(ManualClock::new());
     let sessions = sessions_on(&store, Duration::from_secs(1), clock.clone().into());
@@ -148,17 +137,13 @@ async fn sessions_expire_after_their_idle_ttl_and_the_sweep_removes_them() {
     clock.advance(Duration::from_millis(1001));
     assert_eq!(sessions.send(ResolveSession { token }).await.unwrap().unwrap(), None);
     sessions.send(Sweep).await.unwrap();
-    let conn = rusqlite::Connection::open(dir.path().join("db.sqlite3")).unwrap();
-    let left: i64 = conn.query_row("SELECT COUNT(*) FROM sessions", [], |r| r.get(0)).unwrap();
-    assert_eq!(left, 0, "the sweep deletes expired rows");
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM sessions"), 0, "the sweep deletes expired rows");
 }
 
-#[actix::test]
-async fn two_session_actors_over_one_database_share_sessions() {
-    let dir = tempfile::tempdir().unwrap();
+async fn two_session_actors_over_one_database_share_sessions(db: TestDb) {
     // Two stores and two session actors over the same file: two processes on one data dir.
-    let store_a = open_store(&dir);
-    let store_b = open_store(&dir);
+    let store_a = db.start(2);
+    let store_b = db.start(2);
     let alice = user(&store_a, "alice").await;
     let clock = Arc::new(ManualClock::new());
     let a = sessions_on(&store_a, Duration::from_secs(60), clock.clone().into());
@@ -178,11 +163,9 @@ async fn two_session_actors_over_one_database_share_sessions() {
     assert_eq!(a.send(ResolveSession { token }).await.unwrap().unwrap(), None);
 }
 
-#[actix::test]
-async fn the_comment_batcher_commits_concurrent_posts_and_fails_only_the_bad_ones() {
+async fn the_comment_batcher_commits_concurrent_posts_and_fails_only_the_bad_ones(db: TestDb) {
     use actors::store::CommentBatcher;
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir);
+    let store = db.start(2);
     let alice = user(&store, "alice").await;
     let live = store.send(CreateVideo { author: alice.clone(), name: "live".into() });
     let live = live.await.unwrap().unwrap();
@@ -218,3 +201,12 @@ async fn the_comment_batcher_commits_concurrent_posts_and_fails_only_the_bad_one
     let listed = store.send(ListComments { video: live.id, viewer: Some(alice.id), page }).await;
     assert_eq!(listed.unwrap().unwrap().items.len(), 57);
 }
+
+on_both_databases!(
+    pending_videos_are_visible_to_their_owner_only_and_deletion_queues_a_record,
+    sessions_resolve_slide_and_revoke,
+    resolves_racing_a_revocation_never_revive_the_session,
+    sessions_expire_after_their_idle_ttl_and_the_sweep_removes_them,
+    two_session_actors_over_one_database_share_sessions,
+    the_comment_batcher_commits_concurrent_posts_and_fails_only_the_bad_ones,
+);

@@ -30,22 +30,22 @@ impl<M: Batchable> Message for Batch<M> {
     type Result = Result<Vec<Result<M::Output, StoreError>>, StoreError>;
 }
 
-/// Runs `items` in one `BEGIN IMMEDIATE` transaction, each inside its own savepoint so that
-/// one refused item does not undo its neighbours.
+/// Runs `items` in one write transaction, each inside its own savepoint so that one refused
+/// item does not undo its neighbours.
 pub(super) fn run_batch<M, R>(
     conn: &mut super::Conn,
     items: Vec<M>,
-    mut one: impl FnMut(&rusqlite::Connection, M) -> Result<R, StoreError>,
+    mut one: impl FnMut(&mut super::Db<'_>, M) -> Result<R, StoreError>,
 ) -> Result<Vec<Result<R, StoreError>>, StoreError> {
-    super::write_tx(conn, |tx| {
+    conn.write(|db| {
         let mut results = Vec::with_capacity(items.len());
         for item in items {
-            tx.prepare_cached("SAVEPOINT item")?.execute([])?;
-            let result = one(tx, item);
+            db.execute("SAVEPOINT item", &[])?;
+            let result = one(db, item);
             if result.is_err() {
-                tx.prepare_cached("ROLLBACK TO item")?.execute([])?;
+                db.execute("ROLLBACK TO SAVEPOINT item", &[])?;
             }
-            tx.prepare_cached("RELEASE item")?.execute([])?;
+            db.execute("RELEASE SAVEPOINT item", &[])?;
             results.push(result);
         }
         Ok(results)
@@ -160,7 +160,8 @@ mod tests {
         // A store that gives up on a locked database at once, instead of after busy_timeout.
         let manager = r2d2_sqlite::SqliteConnectionManager::file(&path)
             .with_init(|c| c.execute_batch("PRAGMA busy_timeout = 0;"));
-        let store = VideoStore::start(r2d2::Pool::builder().max_size(2).build(manager).unwrap(), 1);
+        let pool = r2d2::Pool::builder().max_size(2).build(manager).unwrap();
+        let store = VideoStore::start(crate::store::Pool::Sqlite(pool), 1);
         let batcher = Batcher::<CompleteDeletion>::new(store).start();
         // Another writer holds the lock, so every batch's BEGIN IMMEDIATE fails as a whole.
         let other = rusqlite::Connection::open(&path).unwrap();

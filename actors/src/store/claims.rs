@@ -22,13 +22,13 @@
 use std::time::Duration;
 
 use actix::prelude::*;
-use rusqlite::{OptionalExtension as _, params};
 use time::OffsetDateTime;
 
 use super::deletions::{RECORD_COLS, record_row};
-use super::{VideoStore, to_ms, write_tx};
+use super::{Db, VideoStore, to_ms};
 use crate::error::StoreError;
 use crate::model::{DeletionRecord, IncarnationId};
+use crate::params;
 
 /// Incarnations over (ended, or silent) for this long are forgotten.
 const FORGET_AFTER_MS: i64 = 24 * 3600 * 1000;
@@ -111,48 +111,47 @@ fn ms(d: Duration) -> i64 {
 }
 
 /// Records a sign of life of `me` at `now`, registering it first if it is new.
-fn touch(
-    tx: &rusqlite::Transaction<'_>,
-    me: &Incarnation,
-    now: OffsetDateTime,
-) -> Result<Liveness, StoreError> {
+fn touch(db: &mut Db<'_>, me: &Incarnation, now: OffsetDateTime) -> Result<Liveness, StoreError> {
     let (id, now) = (me.id.to_string(), to_ms(now));
     let until = now.saturating_add(ms(me.alive_for));
-    let beat = tx
-        .prepare_cached(
-            "UPDATE scheduler_incarnations SET alive_until = MAX(alive_until, ?2)
-             WHERE id = ?1 AND ended_at IS NULL",
-        )?
-        .execute(params![id, until])?;
-    if beat == 1 {
+    if beat(db, &id, until)? {
         return Ok(Liveness::Alive);
     }
-    let known = tx
-        .prepare_cached("SELECT 1 FROM scheduler_incarnations WHERE id = ?1")?
-        .query_row([&id], |_| Ok(()))
-        .optional()?;
-    if known.is_some() {
-        return Ok(Liveness::Superseded);
+    if register(db, me, now, until)? {
+        return Ok(Liveness::Alive);
     }
-    register(tx, me, now, until)
+    // It exists: registered by a heartbeat or claim running beside this one (on PostgreSQL,
+    // whose UPDATE above did not see that row yet), or ended by a newer incarnation.
+    Ok(if beat(db, &id, until)? { Liveness::Alive } else { Liveness::Superseded })
+}
+
+/// Pushes a live incarnation's `alive_until` to `until`; `false` when `id` is not a live one.
+fn beat(db: &mut Db<'_>, id: &str, until: i64) -> Result<bool, StoreError> {
+    let n = db.execute(
+        "UPDATE scheduler_incarnations
+            SET alive_until = CASE WHEN alive_until > ?2 THEN alive_until ELSE ?2 END
+          WHERE id = ?1 AND ended_at IS NULL",
+        params![id, until],
+    )?;
+    Ok(n == 1)
 }
 
 /// Inserts `me` and ends every other incarnation of its node: the newest registration wins,
 /// in the database's order rather than by anybody's clock, so a restart after the clock was
-/// set back still takes over.
-fn register(
-    tx: &rusqlite::Transaction<'_>,
-    me: &Incarnation,
-    now: i64,
-    until: i64,
-) -> Result<Liveness, StoreError> {
+/// set back still takes over. `false` when `me` was registered already (its row exists, or
+/// a transaction beside this one inserted it first: the insert waits for that one and then
+/// does nothing).
+fn register(db: &mut Db<'_>, me: &Incarnation, now: i64, until: i64) -> Result<bool, StoreError> {
     let (id, node) = (me.id.to_string(), me.node.as_str());
-    tx.execute(
+    let inserted = db.execute(
         "INSERT INTO scheduler_incarnations (id, node, started_at, alive_until)
-         VALUES (?1, ?2, ?3, ?4)",
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO NOTHING",
         params![id, node, to_ms(me.started_at), until],
     )?;
-    let ended = tx.execute(
+    if inserted == 0 {
+        return Ok(false);
+    }
+    let ended = db.execute(
         "UPDATE scheduler_incarnations SET ended_at = ?3
          WHERE node = ?1 AND id != ?2 AND ended_at IS NULL",
         params![node, id, now],
@@ -160,18 +159,18 @@ fn register(
     if ended > 0 {
         log::info!("scheduler {node} restarted: its earlier run's claims are free");
     }
-    tx.execute(
+    db.execute(
         "DELETE FROM scheduler_incarnations WHERE ended_at < ?1 OR alive_until < ?1",
-        [now.saturating_sub(FORGET_AFTER_MS)],
+        params![now.saturating_sub(FORGET_AFTER_MS)],
     )?;
-    Ok(Liveness::Alive)
+    Ok(true)
 }
 
 impl Handler<Heartbeat> for VideoStore {
     type Result = Result<Liveness, StoreError>;
 
     fn handle(&mut self, msg: Heartbeat, _: &mut Self::Context) -> Self::Result {
-        write_tx(&mut self.conn()?, |tx| touch(tx, &msg.incarnation, msg.now))
+        self.conn()?.write(|db| touch(db, &msg.incarnation, msg.now))
     }
 }
 
@@ -179,41 +178,41 @@ impl Handler<ClaimDeletions> for VideoStore {
     type Result = Result<Vec<DeletionRecord>, StoreError>;
 
     fn handle(&mut self, msg: ClaimDeletions, _: &mut Self::Context) -> Self::Result {
-        write_tx(&mut self.conn()?, |tx| claim(tx, &msg))
+        self.conn()?.write(|db| claim(db, &msg))
     }
 }
 
-fn claim(
-    tx: &rusqlite::Transaction<'_>,
-    msg: &ClaimDeletions,
-) -> Result<Vec<DeletionRecord>, StoreError> {
-    if touch(tx, &msg.claimer, msg.now)? == Liveness::Superseded {
+fn claim(db: &mut Db<'_>, msg: &ClaimDeletions) -> Result<Vec<DeletionRecord>, StoreError> {
+    if touch(db, &msg.claimer, msg.now)? == Liveness::Superseded {
         return Ok(Vec::new());
     }
     let (me, now) = (msg.claimer.id.to_string(), to_ms(msg.now));
     // Claims of dead incarnations (not alive, ended, or forgotten) become due at once.
-    tx.prepare_cached(
+    db.execute(
         "UPDATE video_del_rec SET claimed_by = NULL, next_attempt_at = ?2
          WHERE claimed_by IS NOT NULL AND claimed_by != ?1 AND failed = 0
            AND claimed_by NOT IN (SELECT id FROM scheduler_incarnations
                                   WHERE ended_at IS NULL AND alive_until > ?2)",
-    )?
-    .execute(params![me, now])?;
-    let mut records = {
-        let mut stmt = tx.prepare_cached(&format!(
+        params![me, now],
+    )?;
+    // On PostgreSQL, schedulers claiming at the same moment pass over each other's rows
+    // instead of waiting for them and then taking them too; SQLite's one writer needs no lock.
+    let lock = if db.is_postgres() { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let mut records = db.query(
+        &format!(
             "SELECT {RECORD_COLS} FROM video_del_rec
              WHERE failed = 0 AND next_attempt_at <= ?1 AND (claimed_by IS NULL OR claimed_by = ?3)
-             ORDER BY next_attempt_at LIMIT ?2"
-        ))?;
-        let rows = stmt.query_map(params![now, msg.limit, me], record_row)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()?
-    };
-    let until = now.saturating_add(ms(msg.lease));
-    let mut take = tx.prepare_cached(
-        "UPDATE video_del_rec SET next_attempt_at = ?2, claimed_by = ?3 WHERE video_id = ?1",
+             ORDER BY next_attempt_at LIMIT ?2{lock}"
+        ),
+        params![now, msg.limit, me],
+        record_row,
     )?;
+    let until = now.saturating_add(ms(msg.lease));
     for r in &mut records {
-        take.execute(params![r.video_id.to_string(), until, me])?;
+        db.execute(
+            "UPDATE video_del_rec SET next_attempt_at = ?2, claimed_by = ?3 WHERE video_id = ?1",
+            params![r.video_id.to_string(), until, me],
+        )?;
         r.claimed_by = Some(msg.claimer.id);
     }
     Ok(records)

@@ -1,17 +1,17 @@
 //! Comments on videos; a video that the caller cannot see has no comments to them either.
 
 use actix::prelude::*;
-use rusqlite::{OptionalExtension as _, Row, params};
 
 use super::batch::{Batch, Batchable, run_batch};
 use super::videos::paginate;
-use super::{VideoStore, from_ms, now_ms, uuid_col, write_tx};
+use super::{Db, Row, VideoStore, from_ms, now_ms, uuid_col};
 use crate::error::StoreError;
 use crate::model::{Comment, CommentId, CommentText, Listing, Page, User, UserId, VideoId};
+use crate::params;
 
 const COMMENT_COLS: &str = "c.id, v.id, c.author_id, u.user_name, c.content, c.created_at, c.seq";
 
-fn comment_row(r: &Row<'_>) -> rusqlite::Result<(Comment, i64)> {
+fn comment_row(r: &Row<'_>) -> Result<(Comment, i64), StoreError> {
     Ok((
         Comment {
             id: CommentId(uuid_col(r, 0)?),
@@ -27,16 +27,32 @@ fn comment_row(r: &Row<'_>) -> rusqlite::Result<(Comment, i64)> {
 
 /// The internal sequence number of a video `viewer` may see, or `NotFound`.
 fn visible_video_seq(
-    conn: &rusqlite::Connection,
+    db: &mut Db<'_>,
     video: VideoId,
     viewer: Option<UserId>,
 ) -> Result<i64, StoreError> {
-    conn.prepare_cached(
+    db.query_opt(
         "SELECT seq FROM videos v WHERE v.id = ?1
            AND (v.state = 'ready' OR (v.state = 'pending' AND v.author_id = ?2))",
+        params![video.to_string(), viewer.map_or(-1, |u| u.0)],
+        |r| r.get(0),
     )?
-    .query_row(params![video.to_string(), viewer.map_or(-1, |u| u.0)], |r| r.get(0))
-    .optional()?
+    .ok_or(StoreError::NotFound)
+}
+
+/// [`visible_video_seq`] for a write about the video: on PostgreSQL the row is locked against
+/// a concurrent deletion until the write commits (SQLite has one writer at a time anyway), so
+/// no comment lands on a video whose deletion committed first.
+fn locked_video_seq(db: &mut Db<'_>, video: VideoId, viewer: UserId) -> Result<i64, StoreError> {
+    if !db.is_postgres() {
+        return visible_video_seq(db, video, Some(viewer));
+    }
+    db.query_opt(
+        "SELECT seq FROM videos v WHERE v.id = ?1
+           AND (v.state = 'ready' OR (v.state = 'pending' AND v.author_id = ?2)) FOR SHARE",
+        params![video.to_string(), viewer.0],
+        |r| r.get(0),
+    )?
     .ok_or(StoreError::NotFound)
 }
 
@@ -68,16 +84,16 @@ pub struct DeleteComment {
 }
 
 /// Inserts one comment inside an open transaction.
-fn insert_comment(tx: &rusqlite::Connection, msg: CreateComment) -> Result<Comment, StoreError> {
+fn insert_comment(db: &mut Db<'_>, msg: CreateComment) -> Result<Comment, StoreError> {
     let id = CommentId::new();
     let created = now_ms();
-    let video_seq = visible_video_seq(tx, msg.video, Some(msg.author.id))?;
+    let video_seq = locked_video_seq(db, msg.video, msg.author.id)?;
     let content = msg.content.into_inner();
-    tx.prepare_cached(
+    db.execute(
         "INSERT INTO comments (id, video_seq, author_id, content, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![id.to_string(), video_seq, msg.author.id.0, content, created])?;
+        params![id.to_string(), video_seq, msg.author.id.0, content, created],
+    )?;
     Ok(Comment {
         id,
         video_id: msg.video,
@@ -92,8 +108,7 @@ impl Handler<CreateComment> for VideoStore {
     type Result = Result<Comment, StoreError>;
 
     fn handle(&mut self, msg: CreateComment, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        write_tx(&mut conn, |tx| insert_comment(tx, msg))
+        self.conn()?.write(|db| insert_comment(db, msg))
     }
 }
 
@@ -113,8 +128,9 @@ impl Handler<ListComments> for VideoStore {
     type Result = Result<Listing<Comment>, StoreError>;
 
     fn handle(&mut self, msg: ListComments, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
-        let video_seq = visible_video_seq(&conn, msg.video, msg.viewer)?;
+        let mut conn = self.conn()?;
+        let db = &mut conn.db();
+        let video_seq = visible_video_seq(db, msg.video, msg.viewer)?;
         let sql = format!(
             "SELECT {COMMENT_COLS} FROM comments c
              JOIN videos v ON v.seq = c.video_seq JOIN users u ON u.id = c.author_id
@@ -123,10 +139,8 @@ impl Handler<ListComments> for VideoStore {
             // Written into the SQL, not bound: see ListVideos.
             msg.page.limit + 1
         );
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let rows = stmt
-            .query_map(params![video_seq, msg.page.after.map_or(i64::MAX, |c| c.0)], comment_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let after = msg.page.after.map_or(i64::MAX, |c| c.0);
+        let rows = db.query(&sql, params![video_seq, after], comment_row)?;
         Ok(paginate(rows, msg.page.limit))
     }
 }
@@ -135,24 +149,26 @@ impl Handler<DeleteComment> for VideoStore {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, msg: DeleteComment, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        write_tx(&mut conn, |tx| {
-            let video_seq = visible_video_seq(tx, msg.video, Some(msg.by))?;
-            let (comment_seq, author, owner): (i64, i64, i64) = tx
-                .query_row(
+        self.conn()?.write(|db| {
+            let video_seq = visible_video_seq(db, msg.video, Some(msg.by))?;
+            let (comment_seq, author, owner): (i64, i64, i64) = db
+                .query_opt(
                     "SELECT c.seq, c.author_id, v.author_id FROM comments c
                      JOIN videos v ON v.seq = c.video_seq
                      WHERE c.id = ?1 AND c.video_seq = ?2",
                     params![msg.comment.to_string(), video_seq],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?
+                )?
                 .ok_or(StoreError::NotFound)?;
             if msg.by.0 != author && msg.by.0 != owner {
                 return Err(StoreError::Forbidden);
             }
-            tx.execute("DELETE FROM comments WHERE seq = ?1", [comment_seq])?;
-            Ok(())
+            // Two deletions racing on PostgreSQL both found it; the second removes nothing
+            // and answers as if it had come after the first.
+            match db.execute("DELETE FROM comments WHERE seq = ?1", params![comment_seq])? {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(()),
+            }
         })
     }
 }

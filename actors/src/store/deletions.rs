@@ -1,25 +1,25 @@
 //! The durable deletion queue (`video_del_rec`): what the scheduler drains.
 
 use actix::prelude::*;
-use rusqlite::{Row, params};
 use time::OffsetDateTime;
 
 use super::batch::{Batch, Batchable, run_batch};
-use super::{VideoStore, from_ms, now_ms, to_ms, uuid_col, write_tx};
+use super::{Db, Row, VideoStore, from_ms, now_ms, to_ms, uuid_col};
 use crate::error::StoreError;
 use crate::model::{DeletionRecord, IncarnationId, VideoId};
+use crate::params;
 
 pub(super) const RECORD_COLS: &str =
     "video_id, attempts, next_attempt_at, last_error, failed, queued_at, claimed_by";
 
-pub(super) fn record_row(r: &Row<'_>) -> rusqlite::Result<DeletionRecord> {
-    let claimed_by = match r.get_ref(6)?.as_str_or_null()? {
+pub(super) fn record_row(r: &Row<'_>) -> Result<DeletionRecord, StoreError> {
+    let claimed_by = match r.get::<Option<String>>(6)? {
         Some(_) => Some(IncarnationId(uuid_col(r, 6)?)),
         None => None,
     };
     Ok(DeletionRecord {
         video_id: VideoId(uuid_col(r, 0)?),
-        attempts: r.get(1)?,
+        attempts: r.get::<i64>(1)?.try_into().unwrap_or(u32::MAX),
         next_attempt_at: from_ms(r.get(2)?),
         last_error: r.get(3)?,
         failed: r.get(4)?,
@@ -29,9 +29,9 @@ pub(super) fn record_row(r: &Row<'_>) -> rusqlite::Result<DeletionRecord> {
 }
 
 /// Queues a removal inside an open transaction; queuing twice is a no-op.
-pub(super) fn enqueue(tx: &rusqlite::Transaction<'_>, video: VideoId) -> Result<(), StoreError> {
+pub(super) fn enqueue(db: &mut Db<'_>, video: VideoId) -> Result<(), StoreError> {
     let now = now_ms();
-    tx.execute(
+    db.execute(
         "INSERT INTO video_del_rec (video_id, next_attempt_at, queued_at) VALUES (?1, ?2, ?2)
          ON CONFLICT (video_id) DO NOTHING",
         params![video.to_string(), now],
@@ -98,13 +98,15 @@ impl Handler<EnqueueDeletion> for VideoStore {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, msg: EnqueueDeletion, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        write_tx(&mut conn, |tx| {
-            tx.execute(
+        self.conn()?.write(|db| {
+            let hidden = db.execute(
                 "UPDATE videos SET state = 'deleted' WHERE id = ?1",
-                [msg.video.to_string()],
+                params![msg.video.to_string()],
             )?;
-            enqueue(tx, msg.video)
+            if hidden > 0 {
+                super::feed::feed_changed(db)?;
+            }
+            enqueue(db, msg.video)
         })?;
         self.feed.invalidate();
         Ok(())
@@ -115,25 +117,24 @@ impl Handler<ListDeletions> for VideoStore {
     type Result = Result<Vec<DeletionRecord>, StoreError>;
 
     fn handle(&mut self, _: ListDeletions, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {RECORD_COLS} FROM video_del_rec ORDER BY next_attempt_at"
-        ))?;
-        let rows = stmt.query_map([], record_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.conn()?.db().query(
+            &format!("SELECT {RECORD_COLS} FROM video_del_rec ORDER BY next_attempt_at"),
+            &[],
+            record_row,
+        )
     }
 }
 
 /// Removes a deleted video's comments, its row and its record, inside an open transaction.
-fn complete_deletion(tx: &rusqlite::Connection, msg: CompleteDeletion) -> Result<(), StoreError> {
+fn complete_deletion(db: &mut Db<'_>, msg: CompleteDeletion) -> Result<(), StoreError> {
     let id = msg.video.to_string();
-    tx.prepare_cached(
+    db.execute(
         "DELETE FROM comments WHERE video_seq IN
            (SELECT seq FROM videos WHERE id = ?1 AND state = 'deleted')",
-    )?
-    .execute([&id])?;
-    tx.prepare_cached("DELETE FROM videos WHERE id = ?1 AND state = 'deleted'")?.execute([&id])?;
-    tx.prepare_cached("DELETE FROM video_del_rec WHERE video_id = ?1")?.execute([&id])?;
+        params![id],
+    )?;
+    db.execute("DELETE FROM videos WHERE id = ?1 AND state = 'deleted'", params![id])?;
+    db.execute("DELETE FROM video_del_rec WHERE video_id = ?1", params![id])?;
     Ok(())
 }
 
@@ -141,7 +142,7 @@ impl Handler<CompleteDeletion> for VideoStore {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, msg: CompleteDeletion, _: &mut Self::Context) -> Self::Result {
-        write_tx(&mut self.conn()?, |tx| complete_deletion(tx, msg))
+        self.conn()?.write(|db| complete_deletion(db, msg))
     }
 }
 
@@ -161,12 +162,11 @@ impl Handler<FailDeletion> for VideoStore {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, msg: FailDeletion, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
         let claim = msg.claim.map(|c| c.to_string());
-        let recorded = conn.execute(
+        let recorded = self.conn()?.db().execute(
             "UPDATE video_del_rec SET attempts = attempts + 1, last_error = ?2,
                 next_attempt_at = ?3, failed = ?4, claimed_by = NULL
-             WHERE video_id = ?1 AND claimed_by IS ?5",
+             WHERE video_id = ?1 AND claimed_by IS NOT DISTINCT FROM ?5",
             params![
                 msg.video.to_string(),
                 msg.error,
@@ -186,23 +186,25 @@ impl Handler<QueueStalePending> for VideoStore {
     type Result = Result<Vec<VideoId>, StoreError>;
 
     fn handle(&mut self, msg: QueueStalePending, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        write_tx(&mut conn, |tx| {
-            let ids = {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT id FROM videos WHERE state = 'pending' AND created_at < ?1
-                     ORDER BY seq LIMIT ?2",
-                )?;
-                let rows =
-                    stmt.query_map(params![to_ms(msg.older_than), msg.limit], |r| uuid_col(r, 0))?;
-                rows.map(|r| r.map(VideoId)).collect::<rusqlite::Result<Vec<_>>>()?
-            };
-            for id in &ids {
-                tx.execute(
+        self.conn()?.write(|db| {
+            let found = db.query(
+                "SELECT id FROM videos WHERE state = 'pending' AND created_at < ?1
+                 ORDER BY seq LIMIT ?2",
+                params![to_ms(msg.older_than), msg.limit],
+                |r| uuid_col(r, 0).map(VideoId),
+            )?;
+            // Only what is still pending now: on PostgreSQL an upload may have made one ready
+            // since the read above.
+            let mut ids = Vec::with_capacity(found.len());
+            for id in found {
+                let hidden = db.execute(
                     "UPDATE videos SET state = 'deleted' WHERE id = ?1 AND state = 'pending'",
-                    [id.to_string()],
+                    params![id.to_string()],
                 )?;
-                enqueue(tx, *id)?;
+                if hidden == 1 {
+                    enqueue(db, id)?;
+                    ids.push(id);
+                }
             }
             Ok(ids)
         })
@@ -213,12 +215,11 @@ impl Handler<DeletionQueueStats> for VideoStore {
     type Result = Result<QueueStats, StoreError>;
 
     fn handle(&mut self, _: DeletionQueueStats, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
-        let (waiting, failed, oldest): (i64, i64, Option<i64>) = conn.query_row(
-            "SELECT COALESCE(SUM(failed = 0), 0), COALESCE(SUM(failed != 0), 0),
-                    MIN(CASE WHEN failed = 0 THEN queued_at END)
+        let (waiting, failed, oldest): (i64, i64, Option<i64>) = self.conn()?.db().query_one(
+            "SELECT COUNT(*) FILTER (WHERE failed = 0), COUNT(*) FILTER (WHERE failed != 0),
+                    MIN(queued_at) FILTER (WHERE failed = 0)
              FROM video_del_rec",
-            [],
+            &[],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         Ok(QueueStats {
@@ -250,14 +251,13 @@ impl Handler<VideoRemnants> for VideoStore {
     type Result = Result<Remnants, StoreError>;
 
     fn handle(&mut self, msg: VideoRemnants, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
         let id = msg.video.to_string();
-        let (row, comments, record): (bool, i64, bool) = conn.query_row(
+        let (row, comments, record): (bool, i64, bool) = self.conn()?.db().query_one(
             "SELECT EXISTS (SELECT 1 FROM videos WHERE id = ?1),
                     (SELECT COUNT(*) FROM comments c JOIN videos v ON v.seq = c.video_seq
                       WHERE v.id = ?1),
                     EXISTS (SELECT 1 FROM video_del_rec WHERE video_id = ?1)",
-            [&id],
+            params![id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         Ok(Remnants { row, comments: comments.try_into().unwrap_or(0), record })

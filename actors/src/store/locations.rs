@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 
 use actix::prelude::*;
-use rusqlite::{OptionalExtension as _, params};
 
 use super::{VideoStore, uuid_col};
 use crate::error::StoreError;
 use crate::model::{BlobLocation, VideoId};
+use crate::params;
 
 /// A ready video whose bytes are a local file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,21 +58,20 @@ impl Handler<FilesToMove> for VideoStore {
     type Result = Result<Vec<FileToMove>, StoreError>;
 
     fn handle(&mut self, msg: FilesToMove, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
+        self.conn()?.db().query(
             "SELECT seq, id, size, sha256 FROM videos
              WHERE blob_location = 'file' AND state = 'ready' AND seq > ?1
              ORDER BY seq LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![msg.after_seq, msg.limit], |r| {
-            Ok(FileToMove {
-                seq: r.get(0)?,
-                id: VideoId(uuid_col(r, 1)?),
-                size: r.get::<_, i64>(2)?.try_into().unwrap_or(0),
-                sha256: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+            params![msg.after_seq, msg.limit],
+            |r| {
+                Ok(FileToMove {
+                    seq: r.get(0)?,
+                    id: VideoId(uuid_col(r, 1)?),
+                    size: r.get::<i64>(2)?.try_into().unwrap_or(0),
+                    sha256: r.get(3)?,
+                })
+            },
+        )
     }
 }
 
@@ -80,8 +79,7 @@ impl Handler<SwitchToObjectStore> for VideoStore {
     type Result = Result<bool, StoreError>;
 
     fn handle(&mut self, msg: SwitchToObjectStore, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
-        let changed = conn.execute(
+        let changed = self.conn()?.db().execute(
             "UPDATE videos SET blob_location = 's3'
              WHERE id = ?1 AND state = 'ready' AND blob_location = 'file' AND sha256 = ?2",
             params![msg.id.to_string(), msg.sha256],
@@ -94,21 +92,22 @@ impl Handler<WhereaboutsOf> for VideoStore {
     type Result = Result<HashMap<VideoId, Whereabouts>, StoreError>;
 
     fn handle(&mut self, msg: WhereaboutsOf, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
-        let mut stmt =
-            conn.prepare_cached("SELECT state, blob_location FROM videos WHERE id = ?1")?;
+        let mut conn = self.conn()?;
+        let db = &mut conn.db();
         let mut found = HashMap::new();
         for id in msg.ids {
-            let row = stmt
-                .query_row([id.to_string()], |r| {
+            let row = db.query_opt(
+                "SELECT state, blob_location FROM videos WHERE id = ?1",
+                params![id.to_string()],
+                |r| {
                     let state: String = r.get(0)?;
                     let location: Option<String> = r.get(1)?;
                     Ok(Whereabouts {
                         ready: state == "ready",
                         location: location.map(|l| BlobLocation::from_column(Some(&l))),
                     })
-                })
-                .optional()?;
+                },
+            )?;
             if let Some(row) = row {
                 found.insert(id, row);
             }

@@ -1,4 +1,5 @@
-//! Versioned schema: `PRAGMA user_version` says which migrations an existing database has.
+//! Versioned schema. On SQLite `PRAGMA user_version` says which migrations an existing
+//! database has; on PostgreSQL the table `schema_migrations` does.
 
 use rusqlite::Connection;
 
@@ -90,5 +91,59 @@ pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
         tx.pragma_update(None, "user_version", version as i64 + 1)?;
         tx.commit()?;
         log::info!("database schema migrated to version {}", version + 1);
+    }
+}
+
+/// PostgreSQL's history, `POSTGRES[i]` bringing a database from version `i` to `i + 1`. It
+/// starts where SQLite's stood at its version 5, with the same tables in PostgreSQL's types
+/// (`BIGINT` for every integer, identity columns for SQLite's rowid keys) and one more, the
+/// change counters a node's caches check (see `store/feed.rs`). Append, never edit; a change
+/// of the schema appends a step to both lists.
+const POSTGRES: &[&str] = &[include_str!("../../../schema.postgres.sql")];
+
+/// Any number, the same in every node: the advisory lock held while migrating.
+const MIGRATION_LOCK: i64 = 0x646f_7579_696e; // "douyin"
+
+pub(super) fn apply_postgres(conn: &mut super::Conn) -> Result<(), StoreError> {
+    // One transaction per step under a lock every node takes: nodes starting together wait
+    // for each other, and whoever comes second finds the step done. DDL is transactional on
+    // PostgreSQL, so a step applies whole or not at all.
+    loop {
+        let done = conn.write(|db| {
+            db.query_one(
+                "SELECT pg_advisory_xact_lock(?1)",
+                crate::params![MIGRATION_LOCK],
+                |_| Ok(()),
+            )?;
+            db.batch(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (
+                     version    BIGINT PRIMARY KEY,
+                     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+                 )",
+            )?;
+            let version: i64 = db.query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                &[],
+                |r| r.get(0),
+            )?;
+            let version = usize::try_from(version).unwrap_or(usize::MAX);
+            if version > POSTGRES.len() {
+                return Err(StoreError::Internal(format!(
+                    "database schema version {version} is newer than this program ({})",
+                    POSTGRES.len()
+                )));
+            }
+            let Some(step) = POSTGRES.get(version) else { return Ok(true) };
+            db.batch(step)?;
+            db.execute(
+                "INSERT INTO schema_migrations (version) VALUES (?1)",
+                crate::params![version as i64 + 1],
+            )?;
+            log::info!("database schema migrated to version {}", version + 1);
+            Ok(false)
+        })?;
+        if done {
+            return Ok(());
+        }
     }
 }

@@ -1,9 +1,11 @@
-//! `VideoStore`: the only code that touches SQLite. A `SyncArbiter` of these actors shares one
-//! r2d2 pool; every message runs on the arbiter's own threads, never on an async executor.
+//! `VideoStore`: the only code that touches the database, SQLite or PostgreSQL (see [`db`]). A
+//! `SyncArbiter` of these actors shares one r2d2 pool; every message runs on the arbiter's own
+//! threads, never on an async executor.
 
 mod batch;
 mod claims;
 mod comments;
+pub mod db;
 mod deletions;
 mod feed;
 mod locations;
@@ -19,7 +21,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::OptionalExtension as _;
 use time::OffsetDateTime;
 
 use crate::changes::Changes;
@@ -44,11 +45,10 @@ pub use videos::{
     CreateVideo, DeleteVideo, GetPlayable, GetVideo, KnownVideoIds, ListVideos, MarkReady,
 };
 
-/// The shared connection pool.
-pub type Pool = r2d2::Pool<SqliteConnectionManager>;
-pub(crate) type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
+use db::Row;
+pub use db::{Conn, Db, Pool};
 
-/// Owns SQLite access. Start it with [`VideoStore::start`].
+/// Owns database access. Start it with [`VideoStore::start`].
 #[derive(Debug)]
 pub struct VideoStore {
     pool: Pool,
@@ -111,7 +111,22 @@ impl VideoStore {
             .test_on_check_out(false)
             .build(manager)?;
         migrate::apply(&mut *pool.get()?)?;
-        Ok(pool)
+        Ok(Pool::Sqlite(pool))
+    }
+
+    /// Connects to the PostgreSQL database `url` names, applies the schema migrations and
+    /// returns the pool. Blocking: call it from a blocking thread.
+    pub fn open_postgres(url: &str, pool_size: u32) -> Result<Pool, StoreError> {
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size)
+            // While the server is down a request fails within this, rather than queueing.
+            .connection_timeout(Duration::from_secs(2))
+            // No round trip on every check-out: a connection that died while idle is replaced
+            // by its first statement (see `db::PgConn::run`).
+            .test_on_check_out(false)
+            .build(db::PgManager::new(url)?)?;
+        migrate::apply_postgres(&mut Conn::Postgres(Box::new(pool.get()?)))?;
+        Ok(Pool::Postgres(pool))
     }
 
     /// Starts `threads` store actors over `pool`, alone on its database.
@@ -127,7 +142,7 @@ impl VideoStore {
     }
 
     fn conn(&self) -> Result<Conn, StoreError> {
-        Ok(self.pool.get()?)
+        self.pool.get()
     }
 }
 
@@ -140,8 +155,7 @@ impl Handler<Ping> for VideoStore {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, _: Ping, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
-        conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).optional()?;
+        self.conn()?.db().query_one("SELECT 1", &[], |r| r.get::<i64>(0))?;
         Ok(())
     }
 }
@@ -162,30 +176,8 @@ pub(crate) fn from_ms(ms: i64) -> OffsetDateTime {
 }
 
 /// Reads a stored UUID column; a malformed one is database corruption, reported as such.
-pub(crate) fn uuid_col(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<uuid::Uuid> {
+pub(crate) fn uuid_col(row: &Row<'_>, idx: usize) -> Result<uuid::Uuid, StoreError> {
     let s: String = row.get(idx)?;
-    uuid::Uuid::try_parse(&s).map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-/// Runs `f` inside a `BEGIN IMMEDIATE` transaction: writers take the lock up front, so two
-/// writers never deadlock upgrading a read lock.
-pub(crate) fn write_tx<T>(
-    conn: &mut Conn,
-    f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let out = f(&tx)?;
-    tx.commit()?;
-    Ok(out)
-}
-
-fn is_unique_violation(e: &rusqlite::Error) -> bool {
-    matches!(
-        e,
-        rusqlite::Error::SqliteFailure(f, _)
-            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-    )
+    uuid::Uuid::try_parse(&s)
+        .map_err(|e| StoreError::Internal(format!("a malformed id {s:?} in column {idx}: {e}")))
 }

@@ -3,13 +3,13 @@
 //! from. Reconciliation reads them to find uploads whose `complete` never came.
 
 use actix::prelude::*;
-use rusqlite::{OptionalExtension as _, params};
 use time::OffsetDateTime;
 
 use super::videos::{VIDEO_COLS, mark_ready, video_row};
-use super::{VideoStore, from_ms, to_ms, uuid_col, write_tx};
+use super::{VideoStore, from_ms, to_ms, uuid_col};
 use crate::error::StoreError;
 use crate::model::{UserId, Video, VideoFile, VideoId};
+use crate::params;
 use crate::store::MarkReady;
 
 /// A video's ticket as recorded.
@@ -86,10 +86,11 @@ impl Handler<RecordTicket> for VideoStore {
     fn handle(&mut self, msg: RecordTicket, _: &mut Self::Context) -> Self::Result {
         // The latest issue decides when reconciliation looks; the latest expiry (the TTL may
         // have changed between two tickets) decides when the key stops being writable.
-        self.conn()?.execute(
+        self.conn()?.db().execute(
             "INSERT INTO upload_tickets (video_id, issued_at, expires_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (video_id) DO UPDATE SET issued_at = excluded.issued_at,
-                expires_at = MAX(upload_tickets.expires_at, excluded.expires_at),
+                expires_at = CASE WHEN upload_tickets.expires_at > excluded.expires_at
+                                  THEN upload_tickets.expires_at ELSE excluded.expires_at END,
                 verified_etag = NULL",
             params![msg.video.to_string(), to_ms(msg.issued_at), to_ms(msg.expires_at)],
         )?;
@@ -101,20 +102,19 @@ impl Handler<DueTickets> for VideoStore {
     type Result = Result<Vec<TicketRecord>, StoreError>;
 
     fn handle(&mut self, msg: DueTickets, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(
+        self.conn()?.db().query(
             "SELECT video_id, issued_at, expires_at, verified_etag FROM upload_tickets
              WHERE issued_at < ?1 ORDER BY issued_at LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![to_ms(msg.issued_before), msg.limit], |r| {
-            Ok(TicketRecord {
-                video: VideoId(uuid_col(r, 0)?),
-                issued_at: from_ms(r.get(1)?),
-                expires_at: from_ms(r.get(2)?),
-                verified_etag: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            params![to_ms(msg.issued_before), msg.limit],
+            |r| {
+                Ok(TicketRecord {
+                    video: VideoId(uuid_col(r, 0)?),
+                    issued_at: from_ms(r.get(1)?),
+                    expires_at: from_ms(r.get(2)?),
+                    verified_etag: r.get(3)?,
+                })
+            },
+        )
     }
 }
 
@@ -122,7 +122,7 @@ impl Handler<ForgetTicket> for VideoStore {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, msg: ForgetTicket, _: &mut Self::Context) -> Self::Result {
-        self.conn()?.execute(
+        self.conn()?.db().execute(
             "DELETE FROM upload_tickets WHERE video_id = ?1 AND issued_at = ?2",
             params![msg.video.to_string(), to_ms(msg.issued_at)],
         )?;
@@ -134,18 +134,14 @@ impl Handler<LookupVideo> for VideoStore {
     type Result = Result<VideoRow, StoreError>;
 
     fn handle(&mut self, msg: LookupVideo, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
         let sql = format!(
             "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id WHERE v.id = ?1"
         );
         // One statement, so the state and the rest are of the same moment.
-        let row = conn
-            .prepare_cached(&sql)?
-            .query_row([msg.id.to_string()], |r| {
-                let deleted = r.get::<_, String>(5)? == "deleted";
-                Ok((deleted, video_row(r)?.0))
-            })
-            .optional()?;
+        let row = self.conn()?.db().query_opt(&sql, params![msg.id.to_string()], |r| {
+            let deleted = r.get::<String>(5)? == "deleted";
+            Ok((deleted, video_row(r)?.0))
+        })?;
         Ok(match row {
             None => VideoRow::Missing,
             Some((true, _)) => VideoRow::Deleted,
@@ -158,14 +154,13 @@ impl Handler<MarkDirectReady> for VideoStore {
     type Result = Result<Video, StoreError>;
 
     fn handle(&mut self, msg: MarkDirectReady, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
         let MarkDirectReady { id, owner, file } = msg;
         let etag = file.sha256.clone();
-        let ready = write_tx(&mut conn, |tx| {
-            let video = mark_ready(tx, &MarkReady { id, owner, file })?;
+        let ready = self.conn()?.write(|db| {
+            let video = mark_ready(db, &MarkReady { id, owner, file })?;
             // No ticket row: every ticket has expired and been forgotten, so nothing can
             // replace the object any more and there is nothing to compare later.
-            tx.execute(
+            db.execute(
                 "UPDATE upload_tickets SET verified_etag = ?2 WHERE video_id = ?1",
                 params![id.to_string(), etag],
             )?;

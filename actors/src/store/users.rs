@@ -1,11 +1,12 @@
-//! Users and the SQLite side of sessions.
+//! Users and the database side of sessions.
 
 use actix::prelude::*;
-use rusqlite::{OptionalExtension as _, params};
 
-use super::{Conn, VideoStore, is_unique_violation, now_ms, write_tx};
+use super::db::is_unique_violation;
+use super::{Db, VideoStore, now_ms};
 use crate::error::StoreError;
 use crate::model::{PwdHash, User, UserId, UserName};
+use crate::params;
 
 /// Stores a new user with an already computed password hash (hashing is the `Accounts`
 /// actor's, never a store thread's). `Conflict` when the name's key is taken.
@@ -37,11 +38,12 @@ pub struct Credentials {
 const BY_NAME: &str = "user_name = ?1 OR name_key = ?2 ORDER BY user_name = ?1 DESC LIMIT 1";
 
 /// The id of the user `name` means (see [`BY_NAME`]).
-pub(super) fn user_id_by_name(conn: &Conn, name: &UserName) -> Result<Option<i64>, StoreError> {
-    Ok(conn
-        .prepare_cached(&format!("SELECT id FROM users WHERE {BY_NAME}"))?
-        .query_row(params![name.as_str(), name.key()], |r| r.get(0))
-        .optional()?)
+pub(super) fn user_id_by_name(db: &mut Db<'_>, name: &UserName) -> Result<Option<i64>, StoreError> {
+    db.query_opt(
+        &format!("SELECT id FROM users WHERE {BY_NAME}"),
+        params![name.as_str(), name.key()],
+        |r| r.get(0),
+    )
 }
 
 /// A session as stored: whose it is and until when (unix milliseconds).
@@ -94,26 +96,23 @@ impl Handler<InsertUser> for VideoStore {
     type Result = Result<User, StoreError>;
 
     fn handle(&mut self, msg: InsertUser, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        write_tx(&mut conn, |tx| {
-            tx.execute(
+        let id = self
+            .conn()?
+            .db()
+            .query_one(
                 "INSERT INTO users (user_name, name_key, pwd_hash, created_at)
-                 VALUES (?1, ?2, ?3, ?4)",
+                 VALUES (?1, ?2, ?3, ?4) RETURNING id",
                 params![msg.name.as_str(), msg.name.key(), msg.pwd_hash.as_str(), now_ms()],
+                |r| r.get(0),
             )
             .map_err(|e| {
                 if is_unique_violation(&e) {
                     StoreError::Conflict("user name already taken")
                 } else {
-                    e.into()
+                    e
                 }
             })?;
-            Ok(User {
-                id: UserId(tx.last_insert_rowid()),
-                name: msg.name.to_string(),
-                name_key: msg.name.key().to_owned(),
-            })
-        })
+        Ok(User { id: UserId(id), name: msg.name.to_string(), name_key: msg.name.key().to_owned() })
     }
 }
 
@@ -121,16 +120,14 @@ impl Handler<FindCredentials> for VideoStore {
     type Result = Result<Option<Credentials>, StoreError>;
 
     fn handle(&mut self, msg: FindCredentials, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
-        Ok(conn
-            .prepare_cached(&format!(
-                "SELECT id, user_name, name_key, pwd_hash FROM users WHERE {BY_NAME}"
-            ))?
-            .query_row(params![msg.name.as_str(), msg.name.key()], |r| {
+        self.conn()?.db().query_opt(
+            &format!("SELECT id, user_name, name_key, pwd_hash FROM users WHERE {BY_NAME}"),
+            params![msg.name.as_str(), msg.name.key()],
+            |r| {
                 let user = User { id: UserId(r.get(0)?), name: r.get(1)?, name_key: r.get(2)? };
                 Ok(Credentials { user, pwd_hash: PwdHash::from_phc(r.get(3)?) })
-            })
-            .optional()?)
+            },
+        )
     }
 }
 
@@ -138,8 +135,7 @@ impl Handler<InsertSession> for VideoStore {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, msg: InsertSession, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
-        conn.execute(
+        self.conn()?.db().execute(
             "INSERT INTO sessions (token_hash, user_id, created_at, expires_at)
              VALUES (?1, ?2, ?3, ?4)",
             params![msg.token_hash, msg.user_id.0, now_ms(), msg.expires_at_ms],
@@ -152,21 +148,18 @@ impl Handler<LoadSession> for VideoStore {
     type Result = Result<Option<SessionRecord>, StoreError>;
 
     fn handle(&mut self, msg: LoadSession, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
-        Ok(conn
-            .query_row(
-                "SELECT u.id, u.user_name, u.name_key, s.expires_at FROM sessions s
-                 JOIN users u ON u.id = s.user_id
-                 WHERE s.token_hash = ?1 AND s.expires_at > ?2",
-                params![msg.token_hash, msg.now_ms],
-                |r| {
-                    Ok(SessionRecord {
-                        user: User { id: UserId(r.get(0)?), name: r.get(1)?, name_key: r.get(2)? },
-                        expires_at_ms: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?)
+        self.conn()?.db().query_opt(
+            "SELECT u.id, u.user_name, u.name_key, s.expires_at FROM sessions s
+             JOIN users u ON u.id = s.user_id
+             WHERE s.token_hash = ?1 AND s.expires_at > ?2",
+            params![msg.token_hash, msg.now_ms],
+            |r| {
+                Ok(SessionRecord {
+                    user: User { id: UserId(r.get(0)?), name: r.get(1)?, name_key: r.get(2)? },
+                    expires_at_ms: r.get(3)?,
+                })
+            },
+        )
     }
 }
 
@@ -174,10 +167,9 @@ impl Handler<TouchSession> for VideoStore {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, msg: TouchSession, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
         // Never extends a revoked session: the row is gone, so nothing is updated.
-        conn.execute(
-            "UPDATE sessions SET expires_at = MAX(expires_at, ?2) WHERE token_hash = ?1",
+        self.conn()?.db().execute(
+            "UPDATE sessions SET expires_at = ?2 WHERE token_hash = ?1 AND expires_at < ?2",
             params![msg.token_hash, msg.expires_at_ms],
         )?;
         Ok(())
@@ -188,8 +180,9 @@ impl Handler<RemoveSession> for VideoStore {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, msg: RemoveSession, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
-        conn.execute("DELETE FROM sessions WHERE token_hash = ?1", [msg.token_hash])?;
+        self.conn()?
+            .db()
+            .execute("DELETE FROM sessions WHERE token_hash = ?1", params![msg.token_hash])?;
         Ok(())
     }
 }
@@ -198,7 +191,10 @@ impl Handler<PurgeSessions> for VideoStore {
     type Result = Result<usize, StoreError>;
 
     fn handle(&mut self, msg: PurgeSessions, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
-        Ok(conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [msg.now_ms])?)
+        let purged = self
+            .conn()?
+            .db()
+            .execute("DELETE FROM sessions WHERE expires_at <= ?1", params![msg.now_ms])?;
+        Ok(purged.try_into().unwrap_or(usize::MAX))
     }
 }

@@ -1,13 +1,13 @@
 //! Videos: create, read with the owner-sees-pending rule, list, mark ready, delete.
 
 use actix::prelude::*;
-use rusqlite::{OptionalExtension as _, Row, params};
 
-use super::{VideoStore, from_ms, now_ms, to_ms, uuid_col, write_tx};
+use super::{Db, Row, VideoStore, from_ms, now_ms, to_ms, uuid_col};
 use crate::error::StoreError;
 use crate::model::{
     BlobLocation, Cursor, Listing, Page, User, UserId, UserName, Video, VideoFile, VideoId,
 };
+use crate::params;
 
 /// Columns read by [`video_row`], in order; `v` is videos, `u` its author.
 pub(super) const VIDEO_COLS: &str =
@@ -17,15 +17,15 @@ pub(super) const VIDEO_COLS: &str =
 /// Who may see a video: ready ones are public, pending ones only to their owner.
 const VISIBLE: &str = "(v.state = 'ready' OR (v.state = 'pending' AND v.author_id = ?2))";
 
-pub(super) fn video_row(r: &Row<'_>) -> rusqlite::Result<(Video, i64)> {
+pub(super) fn video_row(r: &Row<'_>) -> Result<(Video, i64), StoreError> {
     let state: String = r.get(5)?;
     let file = if state == "ready" {
         Some(VideoFile {
-            size: r.get::<_, i64>(6)?.try_into().unwrap_or(0),
+            size: r.get::<i64>(6)?.try_into().unwrap_or(0),
             content_type: r.get(7)?,
             sha256: r.get(8)?,
             uploaded_at: from_ms(r.get(9)?),
-            location: BlobLocation::from_column(r.get::<_, Option<String>>(11)?.as_deref()),
+            location: BlobLocation::from_column(r.get::<Option<String>>(11)?.as_deref()),
         })
     } else {
         None
@@ -108,8 +108,7 @@ impl Handler<CreateVideo> for VideoStore {
     fn handle(&mut self, msg: CreateVideo, _: &mut Self::Context) -> Self::Result {
         let id = VideoId::new();
         let created = now_ms();
-        let conn = self.conn()?;
-        conn.execute(
+        self.conn()?.db().execute(
             "INSERT INTO videos (id, author_id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![id.to_string(), msg.author.id.0, msg.name, created],
         )?;
@@ -128,19 +127,18 @@ impl Handler<GetVideo> for VideoStore {
     type Result = Result<Video, StoreError>;
 
     fn handle(&mut self, msg: GetVideo, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
+        let mut conn = self.conn()?;
+        let db = &mut conn.db();
         let sql = format!(
             "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id
              WHERE v.id = ?1 AND {VISIBLE}"
         );
-        let (video, _) = conn
-            .prepare_cached(&sql)?
-            .query_row(params![msg.id.to_string(), viewer_param(msg.viewer)], video_row)
-            .optional()?
+        let (video, _) = db
+            .query_opt(&sql, params![msg.id.to_string(), viewer_param(msg.viewer)], video_row)?
             .ok_or(StoreError::NotFound)?;
         match msg.author {
             Some(author)
-                if super::users::user_id_by_name(&conn, &author)? != Some(video.author_id.0) =>
+                if super::users::user_id_by_name(db, &author)? != Some(video.author_id.0) =>
             {
                 Err(StoreError::NotFound)
             }
@@ -153,14 +151,13 @@ impl Handler<GetPlayable> for VideoStore {
     type Result = Result<Video, StoreError>;
 
     fn handle(&mut self, msg: GetPlayable, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
         let sql = format!(
             "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id
              WHERE v.id = ?1 AND v.state = 'ready'"
         );
-        conn.prepare_cached(&sql)?
-            .query_row([msg.id.to_string()], video_row)
-            .optional()?
+        self.conn()?
+            .db()
+            .query_opt(&sql, params![msg.id.to_string()], video_row)?
             .map(|(v, _)| v)
             .ok_or(StoreError::NotFound)
     }
@@ -175,36 +172,44 @@ impl Handler<ListVideos> for VideoStore {
         // re-preparation on every run, which cost more than the query itself.
         let after = msg.page.after.map_or(i64::MAX, |c| c.0);
         let limit = msg.page.limit + 1;
-        let generation = self.feed.generation();
-        if msg.author.is_none()
-            && let Some(hit) = self.feed.get(msg.page)
-        {
-            return Ok(hit);
-        }
-        let conn = self.conn()?;
+        let mut conn = self.conn()?;
+        let db = &mut conn.db();
+        let generation = match msg.author {
+            None => {
+                let version = self.feed.version(db)?;
+                if let Some(hit) = self.feed.get(msg.page, version) {
+                    return Ok(hit);
+                }
+                self.feed.generation(version)
+            }
+            Some(_) => 0,
+        };
         let rows = match &msg.author {
-            None => conn
-                .prepare_cached(&format!(
+            None => db.query(
+                &format!(
                     "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id
                      WHERE v.state = 'ready' AND v.seq < ?1 ORDER BY v.seq DESC LIMIT {limit}"
-                ))?
-                .query_map(params![after], video_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?,
+                ),
+                params![after],
+                video_row,
+            )?,
             Some(name) => {
                 let author =
-                    super::users::user_id_by_name(&conn, name)?.ok_or(StoreError::NotFound)?;
+                    super::users::user_id_by_name(db, name)?.ok_or(StoreError::NotFound)?;
                 let states = if msg.viewer.is_some_and(|v| v.0 == author) {
                     "('ready', 'pending')"
                 } else {
                     "('ready')"
                 };
-                conn.prepare_cached(&format!(
-                    "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id
-                     WHERE v.author_id = ?1 AND v.state IN {states} AND v.seq < ?2
-                     ORDER BY v.seq DESC LIMIT {limit}"
-                ))?
-                .query_map(params![author, after], video_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?
+                db.query(
+                    &format!(
+                        "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id
+                         WHERE v.author_id = ?1 AND v.state IN {states} AND v.seq < ?2
+                         ORDER BY v.seq DESC LIMIT {limit}"
+                    ),
+                    params![author, after],
+                    video_row,
+                )?
             }
         };
         let listing = paginate(rows, msg.page.limit);
@@ -231,21 +236,15 @@ impl Handler<MarkReady> for VideoStore {
     type Result = Result<Video, StoreError>;
 
     fn handle(&mut self, msg: MarkReady, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        write_tx(&mut conn, |tx| mark_ready(tx, &msg)).inspect(|_| self.feed.invalidate())
+        self.conn()?.write(|db| mark_ready(db, &msg)).inspect(|_| self.feed.invalidate())
     }
 }
 
 /// [`MarkReady`] inside the caller's transaction (a direct upload records more beside it).
-pub(super) fn mark_ready(
-    tx: &rusqlite::Transaction<'_>,
-    msg: &MarkReady,
-) -> Result<Video, StoreError> {
-    let state: Option<(String, i64)> = tx
-        .query_row("SELECT state, author_id FROM videos WHERE id = ?1", [msg.id.to_string()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
+pub(super) fn mark_ready(db: &mut Db<'_>, msg: &MarkReady) -> Result<Video, StoreError> {
+    let sql = format!("SELECT state, author_id FROM videos WHERE id = ?1{}", db.for_update());
+    let state: Option<(String, i64)> =
+        db.query_opt(&sql, params![msg.id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?;
     match state {
         None => return Err(StoreError::NotFound),
         Some((s, _)) if s == "deleted" => return Err(StoreError::NotFound),
@@ -257,7 +256,7 @@ pub(super) fn mark_ready(
     }
     let size = i64::try_from(msg.file.size)
         .map_err(|_| StoreError::Internal("file size out of range".into()))?;
-    tx.execute(
+    db.execute(
         "UPDATE videos SET state = 'ready', size = ?2, content_type = ?3, sha256 = ?4,
                 uploaded_at = ?5, blob_location = ?6 WHERE id = ?1",
         params![
@@ -269,20 +268,20 @@ pub(super) fn mark_ready(
             msg.file.location.as_str()
         ],
     )?;
+    super::feed::feed_changed(db)?;
     let sql = format!(
         "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id
              WHERE v.id = ?1"
     );
-    Ok(tx.query_row(&sql, [msg.id.to_string()], video_row)?.0)
+    Ok(db.query_one(&sql, params![msg.id.to_string()], video_row)?.0)
 }
 
 impl Handler<DeleteVideo> for VideoStore {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, msg: DeleteVideo, _: &mut Self::Context) -> Self::Result {
-        let mut conn = self.conn()?;
-        write_tx(&mut conn, |tx| {
-            let changed = tx.execute(
+        self.conn()?.write(|db| {
+            let changed = db.execute(
                 "UPDATE videos SET state = 'deleted'
                  WHERE id = ?1 AND author_id = ?2 AND state != 'deleted'",
                 params![msg.id.to_string(), msg.owner.0],
@@ -290,7 +289,8 @@ impl Handler<DeleteVideo> for VideoStore {
             if changed == 0 {
                 return Err(StoreError::NotFound);
             }
-            super::deletions::enqueue(tx, msg.id)?;
+            super::feed::feed_changed(db)?;
+            super::deletions::enqueue(db, msg.id)?;
             Ok(())
         })?;
         // After the commit: a reader racing this write may cache the old page, but only
@@ -304,9 +304,10 @@ impl Handler<KnownVideoIds> for VideoStore {
     type Result = Result<std::collections::HashSet<VideoId>, StoreError>;
 
     fn handle(&mut self, _: KnownVideoIds, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare("SELECT id FROM videos")?;
-        let ids = stmt.query_map([], |r| uuid_col(r, 0).map(VideoId))?;
-        Ok(ids.collect::<rusqlite::Result<_>>()?)
+        let ids = self
+            .conn()?
+            .db()
+            .query("SELECT id FROM videos", &[], |r| uuid_col(r, 0).map(VideoId))?;
+        Ok(ids.into_iter().collect())
     }
 }
