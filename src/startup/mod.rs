@@ -104,6 +104,10 @@ pub enum StartError {
     Flag(#[from] crate::config::FlagError),
     #[error("object store: {0}")]
     ObjectStore(#[from] actors::blob::s3::S3Error),
+    /// PostgreSQL could not be reached or migrated at start-up; the URL (and its password)
+    /// is not repeated.
+    #[error("--database-url: PostgreSQL: {0}")]
+    Postgres(actors::StoreError),
 }
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> StartError {
@@ -188,7 +192,8 @@ fn open_data_dir(cfg: &Config, settings: &BlobSettings) -> Result<Opened, StartE
         // Nodes on several hosts share no memory: the feed's version is a row of the database
         // (see actors' store/feed.rs), and sessions are asked of the database or Redis.
         Database::Postgres(url) => (
-            VideoStore::open_postgres(url.expose(), STORE_THREADS as u32 + 2)?,
+            VideoStore::open_postgres(url.expose(), STORE_THREADS as u32 + 2)
+                .map_err(StartError::Postgres)?,
             Changes::in_process(),
         ),
     };

@@ -45,14 +45,6 @@ impl TestDb {
             conn.db().query_one(sql, &[], |r| r.get(0)).expect("the query runs")
         })
     }
-
-    /// The URL a node's `--database-url` takes.
-    pub fn url(&self) -> String {
-        match self {
-            TestDb::Sqlite(dir) => format!("sqlite://{}", dir.path().join("db.sqlite3").display()),
-            TestDb::Postgres(url) => url.clone(),
-        }
-    }
 }
 
 /// Runs `f` on a thread of its own: the PostgreSQL client blocks on a runtime of its own, which

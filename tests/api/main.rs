@@ -28,6 +28,7 @@ mod browser_support;
 mod cluster_deploy;
 mod cluster_load;
 mod move_to_s3;
+mod postgres_node;
 mod redis_sessions;
 mod s3_secrets;
 mod scheduler_actors;
