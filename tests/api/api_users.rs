@@ -203,7 +203,7 @@ async fn an_expired_session_is_401() {
 
 #[actix_web::test]
 async fn no_password_or_session_id_is_stored_in_plain_text() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(crate::helpers::pin_sqlite).await;
     let pwd = "Very-Distinctive-Passw0rd";
     let r =
         app.api(Method::POST, "/user", None, Some(json!({"user_name": "carol", "pwd": pwd}))).await;

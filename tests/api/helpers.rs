@@ -53,6 +53,8 @@ pub struct TestApp {
     pub client: awc::Client,
     /// The object store of an `s3` node; dropped (stopped) after the node.
     pub garage: Option<Garage>,
+    /// The node's `--database-url`, when it has one.
+    pub database_url: Option<String>,
 }
 
 /// A reply: status, headers and the body parsed as JSON (`Value::Null` when empty or not JSON).
@@ -87,6 +89,14 @@ impl Reply {
 pub struct TestUser {
     pub name: String,
     pub session: String,
+}
+
+/// Keeps a node on its data dir's SQLite file even when the suite runs on PostgreSQL
+/// (`DOUYIN_TEST_DATABASE=postgres`): for the tests about that file, or about processes that
+/// share it.
+pub fn pin_sqlite(cfg: &mut Config) {
+    let url = format!("sqlite://{}", cfg.data_dir.join("douyin.sqlite3").display());
+    cfg.database_url = Some(url.parse().expect("any text"));
 }
 
 pub fn test_config(dir: PathBuf) -> Config {
@@ -130,7 +140,17 @@ impl TestApp {
         Self::spawn_config(cfg, dir).await
     }
 
-    pub async fn spawn_config(cfg: Config, dir: tempfile::TempDir) -> Self {
+    pub async fn spawn_config(mut cfg: Config, dir: tempfile::TempDir) -> Self {
+        // `DOUYIN_TEST_DATABASE=postgres cargo test` runs every node of the suite on a fresh
+        // PostgreSQL database instead of its data dir's SQLite file (tests that open that file
+        // themselves stay on SQLite).
+        if cfg.database_url.is_none()
+            && std::env::var("DOUYIN_TEST_DATABASE").as_deref() == Ok("postgres")
+        {
+            let url = crate::pg_support::fresh_database().await.expect("PostgreSQL for the suite");
+            cfg.database_url = Some(url.parse().expect("any text"));
+        }
+        let database_url = cfg.database_url.as_ref().map(|u| u.expose().to_owned());
         let mut node = Node::start(cfg).await.expect("the node starts");
         node.spawn();
         let client =
@@ -144,11 +164,30 @@ impl TestApp {
             dir,
             client,
             garage: None,
+            database_url,
         }
     }
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
+    }
+
+    /// Store actors of their own over the node's database: what another process on the same
+    /// database sees.
+    pub fn side_store(&self) -> actix::Addr<actors::store::VideoStore> {
+        use actors::store::VideoStore;
+        let url = self.database_url.clone();
+        let file = self.data_dir().join("douyin.sqlite3");
+        // On a thread of its own: the PostgreSQL client may not connect on the test's runtime.
+        let pool = std::thread::spawn(move || match url.as_deref() {
+            Some(url) if url.starts_with("postgres") => VideoStore::open_postgres(url, 2),
+            Some(url) => VideoStore::open(std::path::Path::new(&url["sqlite://".len()..]), 2),
+            None => VideoStore::open(&file, 2),
+        })
+        .join()
+        .expect("the store opens")
+        .expect("the database opens");
+        VideoStore::start(pool, 1)
     }
 
     /// Sends a request to the api service with an optional session header and JSON body.

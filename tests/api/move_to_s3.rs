@@ -25,7 +25,7 @@ async fn site_on_files_then_s3(
     garage: &Garage,
     videos: &[Vec<u8>],
 ) -> (TestApp, TestApp, TestUser, Vec<String>) {
-    let files = TestApp::spawn().await;
+    let files = TestApp::spawn_with(crate::helpers::pin_sqlite).await;
     let alice = files.register("alice").await;
     let mut ids = Vec::new();
     for data in videos {
@@ -33,6 +33,7 @@ async fn site_on_files_then_s3(
     }
     files.node.stop_handle().stop(true).await;
     let mut cfg = test_config(files.data_dir());
+    crate::helpers::pin_sqlite(&mut cfg);
     use_garage(&mut cfg, garage);
     // The test plays every video over and over: the limiter's quota is not what it measures.
     cfg.stream_rate = 100_000.0;

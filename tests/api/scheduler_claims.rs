@@ -126,7 +126,36 @@ async fn a_restarted_node_takes_back_its_previous_runs_claims_at_once(db: TestDb
     assert!(claim(store, &other, t0 + secs(3), 10, secs(60)).await.is_empty());
 }
 
+/// Two schedulers on two nodes (each its own pool and store threads) claiming at the same
+/// moments, again and again: no record is claimed twice, and together they claim every one. On
+/// PostgreSQL this is the row locks' doing (`FOR UPDATE SKIP LOCKED`); without them both
+/// claimers read the same due rows and both take them.
+async fn schedulers_claiming_at_once_never_share_a_record(db: TestDb) {
+    let fx = Fixture::on(db).await;
+    let queued: BTreeSet<VideoId> = queue(&fx.store, 60).await.into_iter().collect();
+    let there = fx.db.start(4);
+    let t0 = OffsetDateTime::now_utc();
+    let (a, b) = (incarnation("host-a", t0), incarnation("host-b", t0));
+    assert_eq!(beat(&fx.store, &a, t0).await, Liveness::Alive);
+    assert_eq!(beat(&there, &b, t0).await, Liveness::Alive);
+    let mut claimed = Vec::new();
+    for _ in 0..40 {
+        let rounds = (0..6).map(|i| {
+            let (store, who) = if i % 2 == 0 { (&fx.store, &a) } else { (&there, &b) };
+            claim(store, who, t0, 3, secs(600))
+        });
+        claimed.extend(futures_util::future::join_all(rounds).await.into_iter().flatten());
+        if claimed.len() >= queued.len() {
+            break;
+        }
+    }
+    let distinct: BTreeSet<VideoId> = claimed.iter().copied().collect();
+    assert_eq!(distinct.len(), claimed.len(), "a record was claimed twice");
+    assert_eq!(distinct, queued, "every record was claimed");
+}
+
 on_both_databases!(
     a_live_incarnations_claims_stay_its_own_and_a_dead_ones_are_free,
     a_restarted_node_takes_back_its_previous_runs_claims_at_once,
+    schedulers_claiming_at_once_never_share_a_record,
 );

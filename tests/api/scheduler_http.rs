@@ -178,6 +178,7 @@ async fn an_api_without_a_scheduler_wakes_the_remote_one_at_once() {
     let mut api_cfg = crate::helpers::test_config(dir.path().to_path_buf());
     api_cfg.role = douyin_club::config::Role::Api;
     api_cfg.scheduler_url = Some(scheduler.urls.scheduler.clone());
+    crate::helpers::pin_sqlite(&mut api_cfg);
     let app = TestApp::spawn_config(api_cfg, dir).await;
 
     let user = app.register("dave").await;

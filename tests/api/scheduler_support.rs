@@ -21,8 +21,8 @@ use time::OffsetDateTime;
 
 /// A store over a temporary database and a temporary video directory.
 pub struct Fixture {
-    /// Kept so the database and files live as long as the test.
-    _db: TestDb,
+    /// The database; kept so that it lives as long as the test.
+    pub db: TestDb,
     _dir: tempfile::TempDir,
     pub store: Addr<VideoStore>,
     pub blobs: Arc<LocalBlobs>,
@@ -47,7 +47,7 @@ impl Fixture {
             .await
             .expect("store reachable")
             .expect("user created");
-        Fixture { _db: db, _dir: dir, store, blobs, user }
+        Fixture { db, _dir: dir, store, blobs, user }
     }
 
     /// A ready video with a file and `comments` comments.

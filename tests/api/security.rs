@@ -28,7 +28,7 @@ async fn every_answer_of_every_service_says_nosniff() {
 
 #[actix::test]
 async fn the_database_and_the_token_are_private_to_their_owner() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(crate::helpers::pin_sqlite).await;
     // A write, so that the WAL and shared-memory files exist too.
     app.register("alice").await;
     for name in ["douyin.sqlite3", "douyin.sqlite3-wal", "douyin.sqlite3-shm", "internal.token"] {
@@ -43,7 +43,8 @@ async fn an_older_database_is_made_private_at_start_up() {
     let db = dir.path().join("douyin.sqlite3");
     std::fs::write(&db, b"").expect("an empty database file");
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let cfg = crate::helpers::test_config(dir.path().to_path_buf());
+    let mut cfg = crate::helpers::test_config(dir.path().to_path_buf());
+    crate::helpers::pin_sqlite(&mut cfg);
     let _app = TestApp::spawn_config(cfg, dir).await;
     let mode = std::fs::metadata(&db).expect("db").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);

@@ -87,9 +87,7 @@ pub async fn mark_ready(app: &TestApp, user: &TestUser, vid: &str) {
         .api(Method::GET, &format!("/user/{}", enc(&user.name)), Some(&user.session), None)
         .await;
     let owner = UserId(r.assert_status(200)["id"].as_i64().expect("id"));
-    let pool = actors::store::VideoStore::open(&app.data_dir().join("douyin.sqlite3"), 2)
-        .expect("the database opens");
-    let store = actors::store::VideoStore::start(pool, 1);
+    let store = app.side_store();
     let file = VideoFile {
         size: 1234,
         content_type: "video/webm".into(),
