@@ -57,7 +57,7 @@ fn locked_video_seq(db: &mut Db<'_>, video: VideoId, viewer: UserId) -> Result<i
 }
 
 /// Adds a comment to a video the author can see.
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<Comment, StoreError>")]
 pub struct CreateComment {
     pub video: VideoId,

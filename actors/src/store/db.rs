@@ -379,6 +379,10 @@ impl Pool {
 }
 
 impl Conn {
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Conn::Postgres(_))
+    }
+
     /// Statements outside a transaction, each committed on its own.
     pub fn db(&mut self) -> Db<'_> {
         match self {
@@ -407,8 +411,13 @@ impl Conn {
                 c.in_tx = true;
                 let out = f(&mut Db::Postgres(c));
                 let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
-                c.client.batch_execute(end)?;
-                c.in_tx = false;
+                match c.client.batch_execute(end) {
+                    Ok(()) => c.in_tx = false,
+                    // The transaction's own error says more than a failed rollback (the
+                    // connection, left `in_tx`, is not put back in the pool).
+                    Err(e) if out.is_ok() => return Err(e.into()),
+                    Err(_) => {}
+                }
                 out
             }
         }

@@ -52,7 +52,7 @@ pub struct EnqueueDeletion {
 pub struct ListDeletions;
 
 /// The file is gone: removes the video's comments, its row and its record in one transaction.
-#[derive(Debug, Message)]
+#[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), StoreError>")]
 pub struct CompleteDeletion {
     pub video: VideoId,
