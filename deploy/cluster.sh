@@ -60,12 +60,33 @@ need() {
   done
 }
 
-# free_ports N: N distinct unused loopback ports (all held at once while they are picked).
+# free_ports N: N distinct unused loopback ports (all held at once while they are picked). They
+# come from below the kernel's ephemeral range when there is room: the nodes' own outgoing
+# connections (each holds a pool of them to PostgreSQL, Redis and Garage) take ports from that
+# range, and one could take a port picked here before its node listens on it.
 free_ports() {
   python3 - "$1" <<'PY'
-import socket, sys
+import random, socket, sys
+n = int(sys.argv[1])
+try:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 0
 held = []
-for _ in range(int(sys.argv[1])):
+candidates = list(range(10000, low)) if low - 10000 >= 20 * n else []
+random.shuffle(candidates)
+for port in candidates:
+    if len(held) == n:
+        break
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        continue
+    held.append(s)
+while len(held) < n:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     held.append(s)
