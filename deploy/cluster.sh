@@ -1,34 +1,47 @@
 #!/usr/bin/env bash
 # A whole douyin_club cluster on loopback: the scale-out shape of API.md on one machine.
 #
-#   deploy/cluster.sh up       start it, wait until every /healthz answers, print the URL
-#   deploy/cluster.sh status   each process: pid, address, /healthz
-#   deploy/cluster.sh down     stop everything and remove the run dir
-#   deploy/cluster.sh kill NAME     SIGKILL one process (api-1, redis, ...), as a crash would
-#   deploy/cluster.sh restart NAME  start a killed node or Redis again, as `up` did
+#   deploy/cluster.sh up             start it, wait until every /healthz answers, print the URL
+#   deploy/cluster.sh status         each process: pid, address, health
+#   deploy/cluster.sh down           stop everything and remove the run dir (PostgreSQL's too)
+#   deploy/cluster.sh kill NAME      SIGKILL one process (api-1, redis, postgres, ...), as a crash would
+#   deploy/cluster.sh stop NAME      stop one process the orderly way (PostgreSQL: a fast shutdown)
+#   deploy/cluster.sh start NAME     start a stopped or killed process again, as `up` did
+#   deploy/cluster.sh restart NAME   stop NAME if it runs, then start it
 #
 # What `up` starts, each on a free loopback port and all under one run dir:
-#   Garage (single node, the object store: --blob-store s3), 2 api, 2 stream, 2 scheduler and
-#   2 web processes of the binary (--role ...), and nginx (deploy/nginx.conf) in front: the
-#   public URL, plus loopback load balancers that the nodes reach each other through.
-# The api, stream and scheduler nodes share one data dir, so one SQLite database: that is one
-# host's worth. PostgreSQL and Redis come in with --database-url and --redis-url (issue 10):
-# DOUYIN_CLUSTER_PG=1 / DOUYIN_CLUSTER_REDIS=1 start them for the nodes once the binary has
-# those flags (see "PostgreSQL and Redis" below).
+#   PostgreSQL (the database: --database-url), Redis (sessions, stream token buckets:
+#   --redis-url), Garage (single node, the object store: --blob-store s3), 2 api, 2 stream,
+#   2 scheduler and 2 web processes of the binary (--role ...), and nginx (deploy/nginx.conf) in
+#   front: the public URL, plus loopback load balancers that the nodes reach each other through.
+# Opt-outs, for a machine without PostgreSQL or Redis:
+#   DOUYIN_CLUSTER_PG=0     the api, stream and scheduler nodes share one SQLite file in the run
+#                           dir instead (one host's worth: SQLite is shared through the file)
+#   DOUYIN_CLUSTER_REDIS=0  no Redis: sessions are read from the database, each stream node keeps
+#                           its own token buckets
+# The database and Redis URLs carry passwords: the nodes get them, with the other secrets, from
+# secrets/node.env (mode 0600) in their environment, never on a command line.
 #
 # Environment:
-#   CLUSTER_DIR       the run dir [$PWD/.cluster]: pids/, logs/, secrets/ (0600), data/, nginx/
+#   CLUSTER_DIR       the run dir [$PWD/.cluster]: pids/, logs/, secrets/ (0600), data/, nginx/,
+#                     postgres/ (as root, a directory under $TMPDIR when the `postgres` user
+#                     cannot reach the run dir; postgres/ is then a link to it)
 #   BIN               the douyin_club binary [built here with cargo build --release]
 #   CLUSTER_PORT      nginx's public port [a free one]
 #   MAX_UPLOAD_BYTES  --max-upload-bytes of every node; nginx's body limit follows [1 GiB]
 #   RUST_LOG          the nodes' log level [info]
 #   Other DOUYIN_* variables reach every node (e.g. DOUYIN_PLAYBACK=redirect).
-# Needs: nginx, garage, curl, python3, setsid.
+# Needs: nginx, garage, curl, python3, setsid; PostgreSQL's initdb, pg_ctl, createdb and
+# pg_isready (Debian: postgresql, found in /usr/lib/postgresql/*/bin; as root, runuser and a
+# `postgres` user); redis-server.
 set -euo pipefail
 shopt -u patsub_replacement 2>/dev/null || true
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RUN=$(realpath -m "${CLUSTER_DIR:-$PWD/.cluster}")
+# PostgreSQL's directory: $RUN/postgres, or where that link points (see pg_dir).
+PG_HOME=$(realpath -m "$RUN/postgres")
+PG_AS=()
 NODES=(api-1 api-2 stream-1 stream-2 scheduler-1 scheduler-2 web-1 web-2)
 BUCKET=douyin
 REGION=garage
@@ -43,16 +56,37 @@ need() {
   local tool
   [ -x "$NGINX" ] || die "nginx is not installed (Debian: nginx-light)"
   for tool in "$@"; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (needed: nginx garage curl python3 setsid)"
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (needed: $*)"
   done
 }
 
-# free_ports N: N distinct unused loopback ports (all held at once while they are picked).
+# free_ports N: N distinct unused loopback ports (all held at once while they are picked). They
+# come from below the kernel's ephemeral range when there is room: the nodes' own outgoing
+# connections (each holds a pool of them to PostgreSQL, Redis and Garage) take ports from that
+# range, and one could take a port picked here before its node listens on it.
 free_ports() {
   python3 - "$1" <<'PY'
-import socket, sys
+import random, socket, sys
+n = int(sys.argv[1])
+try:
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low = int(f.read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 0
 held = []
-for _ in range(int(sys.argv[1])):
+candidates = list(range(10000, low)) if low - 10000 >= 20 * n else []
+random.shuffle(candidates)
+for port in candidates:
+    if len(held) == n:
+        break
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        continue
+    held.append(s)
+while len(held) < n:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     held.append(s)
@@ -62,15 +96,24 @@ PY
 
 hex() { od -An -tx1 -N"$1" /dev/urandom | tr -d ' \n'; }
 
-# Whether PID is a live process of this cluster: not a zombie, and its command line or working
-# directory names the run dir (so a recycled pid is never signalled).
+# Whether PID is a live process: there, and not a zombie.
+alive() {
+  local state
+  [ -n "$1" ] && [ -r "/proc/$1/stat" ] || return 1
+  state=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
+}
+
+# Whether PID is a live process of this cluster: its command line or working directory names
+# the run dir or PostgreSQL's directory (so a recycled pid is never signalled).
 ours() {
-  local pid=$1 state
-  [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
-  state=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1) || return 1
-  [ "$state" != Z ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$RUN" && return 0
-  case $(readlink "/proc/$pid/cwd" 2>/dev/null) in "$RUN"/*) return 0 ;; esac
+  local pid=$1 root cwd
+  alive "$pid" || return 1
+  cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || cwd=
+  for root in "$RUN" "$PG_HOME"; do
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$root/" && return 0
+    case $cwd in "$root" | "$root"/*) return 0 ;; esac
+  done
   return 1
 }
 
@@ -135,55 +178,127 @@ CONF
   wait_for garage curl -s --max-time 2 -o /dev/null "http://127.0.0.1:$s3/"
 }
 
-# --- PostgreSQL and Redis (issue 10, being built elsewhere). The nodes get --database-url /
-# --redis-url, through the 0600 node environment since a URL carries a password, only when
-# asked for (DOUYIN_CLUSTER_PG=1, DOUYIN_CLUSTER_REDIS=1) and when the binary has the flag.
-# Until then the nodes share SQLite and keep sessions, buckets and caches in each process.
-has_flag() { "$BIN" --help 2>/dev/null | grep -qe "$1"; }
+# --- PostgreSQL: a server of its own (initdb; as root it runs as the `postgres` user, since
+# initdb and postgres refuse root), with the role `douyin` (its password only in files) and the
+# database `douyin`. Its settings are in its postgresql.conf, so `start postgres` needs no flags.
+
+# pg_tools: PG_BIN, the directory of initdb and pg_ctl (initdb may be a symlink on PATH; Debian
+# keeps the tools in /usr/lib/postgresql/<version>/bin), and PG_AS, what runs them as the
+# server's user.
+pg_tools() {
+  local initdb
+  initdb=$(command -v initdb || printf '%s\n' /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)
+  [ -x "$initdb" ] || die "PostgreSQL is not installed (Debian: postgresql; DOUYIN_CLUSTER_PG=0 uses SQLite)"
+  PG_BIN=$(dirname "$(realpath "$initdb")")
+  PG_AS=()
+  if [ "$(id -u)" = 0 ]; then
+    id postgres >/dev/null 2>&1 || die "as root, PostgreSQL runs as the user postgres, and there is none"
+    command -v runuser >/dev/null || die "as root, PostgreSQL is started through runuser (util-linux)"
+    PG_AS=(runuser -u postgres --)
+  fi
+}
+
+# The port PostgreSQL listens on, from its postgresql.conf.
+pg_port() { sed -n 's/^port = //p' "$PG_HOME/data/postgresql.conf" | tail -n 1; }
+
+# pg_dir: where PostgreSQL lives ($PG_HOME). As root the server runs as `postgres`, which must
+# reach its directory: $RUN/postgres when it can (the run dir becomes 0711), else a directory
+# of its own under $TMPDIR (e.g. a run dir under /root), linked from $RUN/postgres.
+pg_dir() {
+  local dir=$RUN/postgres
+  if [ "${#PG_AS[@]}" -gt 0 ]; then
+    if "${PG_AS[@]}" test -x "$(dirname "$RUN")"; then
+      chmod 711 "$RUN"
+      mkdir -p "$dir"
+    else
+      dir=$(mktemp -d "${TMPDIR:-/tmp}/douyin-cluster-pg.XXXXXX")
+      ln -s "$dir" "$RUN/postgres"
+    fi
+    chown postgres: "$dir"
+  else
+    mkdir -p "$dir"
+  fi
+  PG_HOME=$(realpath "$dir")
+}
 
 start_postgres() {
-  local port=$1 dir=$RUN/postgres pw bin as=()
-  # initdb may be a symlink on PATH; createdb and pg_ctl sit beside the real one.
-  bin=$(command -v initdb || printf '%s\n' /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)
-  bin=$(dirname "$(realpath "$bin")")
-  [ -x "$bin/initdb" ] || die "DOUYIN_CLUSTER_PG=1 needs PostgreSQL (initdb, pg_ctl)"
-  mkdir -p "$dir"
+  local port=$1 pw
+  pg_tools
+  pg_dir
   pw=$(hex 16)
-  (umask 077 && printf '%s\n' "$pw" >"$dir/pw")
-  if [ "$(id -u)" = 0 ]; then
-    # initdb refuses root: the server runs as `postgres`, which must reach its directory.
-    chmod 711 "$RUN"
-    chown -R postgres: "$dir"
-    as=(runuser -u postgres --)
+  (umask 077 && printf '%s\n' "$pw" >"$PG_HOME/pw")
+  [ "${#PG_AS[@]}" -gt 0 ] && chown postgres: "$PG_HOME/pw"
+  # The password reaches initdb in a file, not in its arguments (which `ps` shows).
+  if ! "${PG_AS[@]}" "$PG_BIN/initdb" -D "$PG_HOME/data" -U douyin --pwfile="$PG_HOME/pw" \
+    --auth=scram-sha-256 -E UTF8 --locale=C >>"$RUN/logs/postgres.log" 2>&1; then
+    rm -f "$PG_HOME/pw"
+    tail -n 5 "$RUN/logs/postgres.log" >&2
+    die "initdb failed; see $RUN/logs/postgres.log"
   fi
-  "${as[@]}" "$bin/initdb" -D "$dir/data" -U douyin --pwfile="$dir/pw" --auth=scram-sha-256 \
-    -E UTF8 >>"$RUN/logs/postgres.log" 2>&1
-  rm -f "$dir/pw"
-  "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir" start >>"$RUN/logs/postgres.log" 2>&1
-  record postgres "$(head -n 1 "$dir/data/postmaster.pid")" ""
-  PGPASSWORD=$pw "$bin/createdb" -h 127.0.0.1 -p "$port" -U douyin douyin
+  rm -f "$PG_HOME/pw"
+  # TCP on loopback only (the nodes get a TCP URL), the Unix socket in its own directory (not
+  # /var/run/postgresql, which may belong to another server). Every node holds a pool of
+  # connections: 6 nodes with the database, and room for an operator's psql.
+  cat >>"$PG_HOME/data/postgresql.conf" <<CONF
+
+# deploy/cluster.sh
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$PG_HOME'
+max_connections = 200
+CONF
+  spawn_postgres
+  PGPASSWORD=$pw "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" -U douyin douyin \
+    >>"$RUN/logs/postgres.log" 2>&1 || die "createdb failed; see $RUN/logs/postgres.log"
   printf 'DOUYIN_DATABASE_URL=postgres://douyin:%s@127.0.0.1:%s/douyin\n' "$pw" "$port" \
     >>"$RUN/secrets/node.env"
 }
 
+# spawn_postgres: pg_ctl start over $PG_HOME/data, waiting until the server takes connections.
+# `up`, `start postgres` and `restart postgres` all use it.
+spawn_postgres() {
+  local pid port log=$PG_HOME/postgres.log
+  port=$(pg_port)
+  # A postmaster killed where nobody reaps orphans (a container's PID 1) stays a zombie, and
+  # the server would take its lock files for a running server's.
+  pid=$(head -n 1 "$PG_HOME/data/postmaster.pid" 2>/dev/null || true)
+  if [ -n "$pid" ] && ! alive "$pid"; then
+    rm -f "$PG_HOME/data/postmaster.pid" "$PG_HOME/.s.PGSQL.$port.lock"
+  fi
+  # The server's own log (written as its user); logs/postgres-server.log points at it.
+  ln -sfn "$log" "$RUN/logs/postgres-server.log"
+  for _ in $(seq 1 150); do
+    if "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_HOME/data" -l "$log" -w -t 30 start \
+      </dev/null >>"$RUN/logs/postgres.log" 2>&1; then
+      record postgres "$(head -n 1 "$PG_HOME/data/postmaster.pid")" "postgres://127.0.0.1:$port"
+      wait_for postgres "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" -t 1
+      return 0
+    fi
+    # Just after a kill, the dead server's backends hold its shared memory for a moment.
+    tail -n 3 "$log" | grep -q 'still in use' || break
+    sleep 0.1
+  done
+  tail -n 5 "$log" >&2 || true
+  die "PostgreSQL did not start; see $log"
+}
+
+# --- Redis, with a password and no persistence: it is a cache (API.md).
 # spawn_redis PORT: redis-server from $RUN/redis/redis.conf, up once it answers at all
-# (unauthenticated, a PING is refused with NOAUTH). `up` and `restart redis` both use it.
+# (unauthenticated, a PING is refused with NOAUTH). `up`, `start redis` and `restart redis`
+# all use it.
 spawn_redis() {
   local port=$1 dir=$RUN/redis
   (cd "$dir" && exec setsid redis-server "$dir/redis.conf" </dev/null >>"$RUN/logs/redis.log" 2>&1) &
-  printf '%s\n' "$!" >"$RUN/pids/redis.pid"
+  record redis $! "redis://127.0.0.1:$port"
   wait_for redis bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && printf 'PING\r\n' >&3 && head -c1 <&3"
 }
 
 start_redis() {
   local port=$1 dir=$RUN/redis pw
-  command -v redis-server >/dev/null || die "DOUYIN_CLUSTER_REDIS=1 needs redis-server"
   mkdir -p "$dir"
   pw=$(hex 16)
   (umask 077 && printf 'bind 127.0.0.1\nport %s\ndir %s\nrequirepass %s\nsave ""\nappendonly no\n' \
     "$port" "$dir" "$pw" >"$dir/redis.conf")
-  record redis "" ""
   spawn_redis "$port"
   printf 'DOUYIN_REDIS_URL=redis://:%s@127.0.0.1:%s/0\n' "$pw" "$port" >>"$RUN/secrets/node.env"
 }
@@ -271,8 +386,20 @@ up_failed() {
   stop_all >/dev/null 2>&1 || true
 }
 
+# on VAR: whether the opt-out VAR (DOUYIN_CLUSTER_PG, DOUYIN_CLUSTER_REDIS) is 1, its default.
+on() {
+  case ${!1:-1} in
+    1) return 0 ;;
+    0) return 1 ;;
+    *) die "$1 is 1 (the default) or 0, not ${!1}" ;;
+  esac
+}
+
 up() {
-  need garage curl python3 setsid
+  local tools=(garage curl python3 setsid)
+  on DOUYIN_CLUSTER_REDIS && tools+=(redis-server)
+  need "${tools[@]}"
+  on DOUYIN_CLUSTER_PG && pg_tools
   [ -e "$RUN" ] && die "$RUN exists: a cluster or its leftovers (deploy/cluster.sh status, down)"
   locate_binary
   local started
@@ -299,7 +426,8 @@ up() {
   access=GK$(hex 12)
   secret=$(hex 32)
 
-  # Secrets: one internal token for every node, the store's key; files only, mode 0600.
+  # Secrets: one internal token for every node, the store's key (the database's and Redis's
+  # URLs follow); files only, mode 0600.
   (
     umask 077
     head -c 32 /dev/urandom | base64 | tr -d '=+/\n' >"$RUN/secrets/internal.token"
@@ -311,23 +439,20 @@ up() {
 
   start_garage "${PORT[garage-s3]}" "${PORT[garage-rpc]}"
 
-  local database="database: one SQLite file in $RUN/data, shared by the nodes of this host"
-  local caches="sessions, stream token buckets: in each process; logouts and feed changes shared through douyin.sqlite3-changes (this host)"
-  if [ "${DOUYIN_CLUSTER_PG:-0}" = 1 ]; then
-    if has_flag --database-url; then
-      start_postgres "${PORT[postgres]}"
-      database="database: PostgreSQL on 127.0.0.1:${PORT[postgres]} (--database-url)"
-    else
-      database="$database (DOUYIN_CLUSTER_PG=1: this binary has no --database-url yet)"
-    fi
+  local database caches
+  if on DOUYIN_CLUSTER_PG; then
+    start_postgres "${PORT[postgres]}"
+    database="postgres     127.0.0.1:${PORT[postgres]}  database douyin (--database-url), data in $PG_HOME; feed changes: a version row in it"
+  else
+    database="database     one SQLite file in $RUN/data, shared by the nodes of this host (DOUYIN_CLUSTER_PG=0); feed changes and logouts through douyin.sqlite3-changes"
   fi
-  if [ "${DOUYIN_CLUSTER_REDIS:-0}" = 1 ]; then
-    if has_flag --redis-url; then
-      start_redis "${PORT[redis]}"
-      caches="sessions, stream token buckets: Redis on 127.0.0.1:${PORT[redis]} (--redis-url); feed invalidations: douyin.sqlite3-changes (this host)"
-    else
-      caches="$caches (DOUYIN_CLUSTER_REDIS=1: this binary has no --redis-url yet)"
-    fi
+  if on DOUYIN_CLUSTER_REDIS; then
+    start_redis "${PORT[redis]}"
+    caches="redis        127.0.0.1:${PORT[redis]}  sessions, stream token buckets (--redis-url; a cache, no persistence)"
+  elif on DOUYIN_CLUSTER_PG; then
+    caches="no Redis     sessions read from PostgreSQL on every request; a token bucket per stream node (DOUYIN_CLUSTER_REDIS=0)"
+  else
+    caches="no Redis     sessions and token buckets in each process (DOUYIN_CLUSTER_REDIS=0)"
   fi
 
   # What every node shares. The nodes reach each other through nginx's loopback balancers, so
@@ -384,7 +509,8 @@ ENV
   say "  garage       $s3  bucket $BUCKET (--blob-store s3)"
   say "  $database"
   say "  $caches"
-  say "  binary $BIN; logs in $RUN/logs; deploy/cluster.sh status | down"
+  say "  secrets      $RUN/secrets (mode 0600): node.env is every node's environment, the only place the passwords are"
+  say "  binary $BIN; logs in $RUN/logs; deploy/cluster.sh status | kill|stop|start|restart NAME | down"
   say ""
   say "URL: $PUBLIC_URL/"
 }
@@ -416,21 +542,31 @@ stop() {
   done
 }
 
+# The signal of an orderly stop: PostgreSQL's fast shutdown (SIGTERM, its "smart" one, would
+# wait for every node's pooled connections to close); SIGTERM for the rest.
+stop_signal() {
+  case $1 in
+    postgres) echo INT ;;
+    *) echo TERM ;;
+  esac
+}
+
 stop_all() {
   # The door first, then the nodes together, then what they stand on.
   stop TERM nginx
   stop TERM "${NODES[@]}"
   stop TERM garage redis
-  # PostgreSQL's fast shutdown.
-  stop INT postgres
+  stop "$(stop_signal postgres)" postgres
 }
 
 down() {
-  if [ ! -d "$RUN" ]; then
+  if [ ! -e "$RUN" ]; then
     say "no cluster at $RUN"
     return 0
   fi
   stop_all
+  # PostgreSQL's directory, when it is not inside the run dir (pg_dir).
+  case $PG_HOME in "$RUN"/*) ;; *) [ -L "$RUN/postgres" ] && rm -rf "$PG_HOME" ;; esac
   rm -rf "$RUN"
   say "cluster at $RUN stopped and removed"
 }
@@ -451,6 +587,11 @@ status() {
         health="no answer"
         all=1
       }
+    elif [ "$name" = postgres ]; then
+      pg_tools
+      health=$("$PG_BIN/pg_isready" -h 127.0.0.1 -p "${url##*:}" -t 2 2>&1) || all=1
+    elif [ "$name" = redis ]; then
+      health=running
     else
       health=$(curl -sS --max-time 2 "$url/healthz" 2>&1) || all=1
     fi
@@ -459,11 +600,17 @@ status() {
   return "$all"
 }
 
+# known NAME: dies unless NAME is a process of this cluster.
+known() {
+  [ -f "$RUN/processes" ] || die "no cluster at $RUN"
+  grep -q "^$1 " "$RUN/processes" || die "no $1 in this cluster: $(cut -d' ' -f1 "$RUN/processes" | tr '\n' ' ')"
+}
+
 # kill NAME: SIGKILL one process of this cluster (a crash: no shutdown, nothing flushed) and
 # wait until it is gone. Its pid file stays; `status` shows it as not running.
 kill_one() {
   local name=$1 pid
-  [ -f "$RUN/processes" ] || die "no cluster at $RUN"
+  known "$name"
   pid=$(pid_of "$name")
   ours "$pid" || die "$name is not running in $RUN"
   kill -s KILL "$pid"
@@ -474,21 +621,40 @@ kill_one() {
   die "$name (pid $pid) still runs 5 s after SIGKILL"
 }
 
-# restart NAME: start a stopped process again as `up` did: a node on its port with the flags
-# `up` gave it (other DOUYIN_* variables come from the caller's environment, as with `up`), or
-# Redis on its port, dir and password (empty, as after a crash).
-restart_one() {
+# stop NAME: the orderly stop of one process (what `down` does to each), waiting until it is
+# gone; `start NAME` brings it back.
+stop_one() {
+  local name=$1 pid
+  known "$name"
+  pid=$(pid_of "$name")
+  ours "$pid" || die "$name is not running in $RUN"
+  stop "$(stop_signal "$name")" "$name"
+  say "$name (pid $pid) stopped"
+}
+
+# start NAME: start a stopped or killed process again as `up` did: a node on its port with the
+# flags `up` gave it (other DOUYIN_* variables come from the caller's environment, as with
+# `up`); Redis on its port, dir and password (empty, as after a crash); PostgreSQL over its
+# data (after a kill, through crash recovery).
+start_one() {
   local name=$1 port url
-  [ -f "$RUN/processes" ] || die "no cluster at $RUN"
+  known "$name"
   ours "$(pid_of "$name")" && die "$name still runs"
-  if [ "$name" = redis ]; then
-    [ -f "$RUN/redis/redis.conf" ] || die "no Redis in $RUN (DOUYIN_CLUSTER_REDIS=1 starts one)"
-    port=$(sed -n 's/^port //p' "$RUN/redis/redis.conf")
-    spawn_redis "$port"
-    say "redis restarted on 127.0.0.1:$port (pid $(pid_of redis))"
-    return
-  fi
-  case " ${NODES[*]} " in *" $name "*) ;; *) die "restart knows redis and the nodes, not $name" ;; esac
+  case $name in
+    redis)
+      port=$(sed -n 's/^port //p' "$RUN/redis/redis.conf")
+      spawn_redis "$port"
+      say "redis started on 127.0.0.1:$port (pid $(pid_of redis))"
+      return
+      ;;
+    postgres)
+      pg_tools
+      spawn_postgres
+      say "postgres started on 127.0.0.1:$(pg_port) (pid $(pid_of postgres))"
+      return
+      ;;
+  esac
+  case " ${NODES[*]} " in *" $name "*) ;; *) die "start knows the nodes, redis and postgres, not $name" ;; esac
   url=$(sed -n "s/^$name //p" "$RUN/processes")
   port=${url##*:}
   mapfile -t NODE_FLAGS <"$RUN/node.flags"
@@ -496,23 +662,29 @@ restart_one() {
   export RUST_LOG=${RUST_LOG:-info}
   spawn_node "$name" "${name%-*}" "$port"
   wait_for "$name" healthy "$url"
-  say "$name restarted on ${url#http://} (pid $(pid_of "$name"))"
+  say "$name started on ${url#http://} (pid $(pid_of "$name"))"
+}
+
+restart_one() {
+  known "$1"
+  if ours "$(pid_of "$1")"; then
+    stop_one "$1"
+  fi
+  start_one "$1"
+}
+
+one() {
+  [ $# = 2 ] || die "usage: deploy/cluster.sh $1 NAME"
+  "$1_one" "$2"
 }
 
 case ${1:-} in
   up) up ;;
   down) down ;;
   status) status ;;
-  kill)
-    [ $# = 2 ] || die "usage: deploy/cluster.sh kill NAME"
-    kill_one "$2"
-    ;;
-  restart)
-    [ $# = 2 ] || die "usage: deploy/cluster.sh restart NAME"
-    restart_one "$2"
-    ;;
+  kill | stop | start | restart) one "$@" ;;
   *)
-    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -1,20 +1,25 @@
-//! issue 10's "Prove it", the part that runs on one host today: `deploy/cluster.sh up` with
-//! Redis (`DOUYIN_CLUSTER_REDIS=1`), 8 clients looping through the whole user flow through
-//! nginx (register, sign in, create a video, upload, play a Range, comment, delete it every
-//! other time, sign out), and meanwhile: an api and a stream node `SIGKILL`ed, then a scheduler
-//! while deletions are queued, then Redis killed and started again. Afterwards:
+//! issue 10's "Prove it": `deploy/cluster.sh up`, the whole cluster on loopback (PostgreSQL,
+//! Redis, Garage, nginx, 2 api, 2 stream, 2 scheduler, 2 web), 8 clients looping through the
+//! whole user flow through nginx (register, sign in, create a video, upload, play a Range,
+//! comment, delete it every other time, sign out), and meanwhile: an api and a stream node
+//! `SIGKILL`ed, then a scheduler while deletions are queued, then Redis killed and started again,
+//! then (the killed api and stream nodes back) PostgreSQL stopped for a couple of seconds and
+//! started again. Afterwards:
 //! - every acknowledged write is there: the users sign in, the comments on kept videos are
 //!   listed, deleted videos are 404 on every live node and their objects leave Garage once the
 //!   surviving scheduler has drained the queue, signed-out sessions are 401;
-//! - the failures are only requests in flight at a kill (nginx's 502/503/504, counted per kill
-//!   and kind): no other 5xx, nothing outside a kill's window, nothing in the last seconds;
-//! - before the load, API.md's "Guarantees across nodes", asked of the nodes themselves: a
-//!   logout on api-1 is 401 on api-2 at the next request, a deletion on api-1 leaves api-2's
-//!   feed at once, and one client's token bucket (`--stream-burst` made small) is shared by the
-//!   two stream nodes.
+//! - the failures are only those a fault explains, counted per fault and kind: at a kill,
+//!   requests in flight on the killed node (nginx's 502/503/504, or no answer); around Redis,
+//!   none at all; while PostgreSQL is down (and for the pool's 2 s connect timeout after), the
+//!   nodes' own 500 `003` / 503 `011` JSON, nothing else; after that every client succeeds
+//!   again, no node restarted, and the last seconds have no failure at all;
+//! - before the load and after it, API.md's "Guarantees across nodes", asked of the nodes
+//!   themselves: a logout on api-1 is 401 on api-2 at the next request, a deletion on api-1
+//!   leaves api-2's feed at once, and one client's token bucket (`--stream-burst` made small) is
+//!   shared by the two stream nodes.
 //!
-//! Without nginx, Garage or redis-server the test skips with the reason, and fails under
-//! `CI=true`.
+//! Without nginx, Garage, redis-server or PostgreSQL the test skips with the reason, and fails
+//! under `CI=true`.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -25,7 +30,7 @@ use actors::blob::{BlobStore, S3Blobs, S3Config};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
-use crate::cluster_support::{Cluster, have_tools};
+use crate::cluster_support::{Cluster, gone, have_tools};
 use crate::helpers::Reply;
 use crate::stream_support::fake_mp4;
 
@@ -37,6 +42,11 @@ const BURST: usize = 8;
 const RATE: f64 = 2.0;
 /// How long after a kill a failure still counts as the kill's.
 const AFTERMATH: Duration = Duration::from_secs(3);
+/// How long PostgreSQL stays stopped.
+const PG_DOWN: Duration = Duration::from_secs(2);
+/// How long after PostgreSQL is back a failure still counts as its: a request that asked the
+/// pool for a connection while it was down waits up to the pool's 2 s connect timeout.
+const PG_GRACE: Duration = Duration::from_millis(2500);
 /// The end of the load, after the last kill's aftermath: no failure at all is allowed here.
 const QUIET: Duration = Duration::from_secs(3);
 
@@ -64,6 +74,8 @@ struct Failure {
     at: Instant,
     status: Option<u16>,
     what: String,
+    /// The `error_code` of a JSON answer.
+    code: Option<String>,
     /// The api path of a failed DELETE (nginx may have sent it to a second node).
     delete: Option<String>,
 }
@@ -116,9 +128,17 @@ impl LoadClient {
                 at: Instant::now(),
                 status: Some(r.status.as_u16()),
                 what: String::from_utf8_lossy(&r.raw[..r.raw.len().min(200)]).into_owned(),
+                code: r.body["error_code"].as_str().map(str::to_owned),
                 delete: None,
             },
-            Err(why) => Failure { kind, at: Instant::now(), status: None, what: why, delete: None },
+            Err(why) => Failure {
+                kind,
+                at: Instant::now(),
+                status: None,
+                what: why,
+                code: None,
+                delete: None,
+            },
         };
         self.seen.failures.push(failure);
         None
@@ -198,7 +218,8 @@ impl LoadClient {
         if r.raw[..] != data[first..=last] {
             let at = Instant::now();
             let what = format!("{vid}: {} other bytes than the upload's", r.raw.len());
-            let failure = Failure { kind: "play bytes", at, status: None, what, delete: None };
+            let failure =
+                Failure { kind: "play bytes", at, status: None, what, code: None, delete: None };
             self.seen.failures.push(failure);
             return None;
         }
@@ -390,15 +411,37 @@ async fn redis_health(cluster: &Cluster, want: &str, within: Duration) -> Durati
     started.elapsed()
 }
 
+/// What failures a fault explains.
+#[derive(Clone, Copy, PartialEq)]
+enum Explains {
+    /// A killed node's requests in flight: nginx's 502/503/504 (its 503 `011`), or no answer.
+    InFlight,
+    /// Nothing: Redis is only a cache.
+    Nothing,
+    /// The database away: the nodes' own 500 `003` or 503 `011`, in JSON.
+    DatabaseDown,
+}
+
 /// A stretch of the load in which failures are expected, named for the report.
 struct Window {
     name: &'static str,
     from: Instant,
     to: Instant,
+    explains: Explains,
 }
 
-/// The faults, one after the other, while the clients run; returns the windows they open.
-async fn faults(cluster: &Cluster, token: &str) -> Vec<Window> {
+/// What [`faults`] did.
+struct Faults {
+    windows: Vec<Window>,
+    /// PostgreSQL's `stop` began, and its `start` had returned.
+    pg_stopped: Instant,
+    pg_back: Instant,
+    /// From the start's return until every live node's /healthz said `"database":"ok"`.
+    pg_healthy: Duration,
+}
+
+/// The faults, one after the other, while the clients run.
+async fn faults(cluster: &Cluster, token: &str) -> Faults {
     let mut windows = Vec::new();
     let pause = |s: f64| tokio::time::sleep(Duration::from_secs_f64(s));
     pause(2.0).await;
@@ -406,7 +449,8 @@ async fn faults(cluster: &Cluster, token: &str) -> Vec<Window> {
     let from = Instant::now();
     cluster.act("kill", "api-1").await;
     cluster.act("kill", "stream-1").await;
-    windows.push(Window { name: "api-1 + stream-1 killed", from, to: Instant::now() + AFTERMATH });
+    let (name, explains) = ("api-1 + stream-1 killed", Explains::InFlight);
+    windows.push(Window { name, from, to: Instant::now() + AFTERMATH, explains });
     pause(2.0).await;
 
     // Wait for deletions in the queue, and kill a scheduler then: mid-drain.
@@ -427,42 +471,87 @@ async fn faults(cluster: &Cluster, token: &str) -> Vec<Window> {
     let from = Instant::now();
     cluster.act("kill", "scheduler-1").await;
     eprintln!("scheduler-1 killed with {queued} deletion(s) queued");
-    windows.push(Window { name: "scheduler-1 killed", from, to: Instant::now() + AFTERMATH });
+    let (name, explains) = ("scheduler-1 killed", Explains::InFlight);
+    windows.push(Window { name, from, to: Instant::now() + AFTERMATH, explains });
     pause(2.0).await;
 
     // While Redis is away the nodes say so and keep answering (200); once it is back they
-    // use it again.
+    // use it again. No failure at all is explained by it.
     let from = Instant::now();
     cluster.act("kill", "redis").await;
     let down = redis_health(cluster, "down", Duration::from_secs(3)).await;
     pause(3.0).await;
-    cluster.act("restart", "redis").await;
+    cluster.act("start", "redis").await;
     let back = Instant::now();
     let ok = redis_health(cluster, "ok", Duration::from_secs(10)).await;
     eprintln!("/healthz: redis \"down\" {down:?} after the kill, \"ok\" {ok:?} after the restart");
-    windows.push(Window { name: "Redis killed, restarted", from, to: back + AFTERMATH });
+    let (name, explains) = ("Redis killed, restarted", Explains::Nothing);
+    windows.push(Window { name, from, to: back + AFTERMATH, explains });
     tokio::time::sleep(AFTERMATH).await;
 
-    // The killed nodes come back (no failure allowed for that), and the load ends quietly.
-    cluster.act("restart", "api-1").await;
-    cluster.act("restart", "stream-1").await;
+    // The killed nodes come back (no failure allowed for that), before the database goes: the
+    // nodes that then reconnect by themselves are all there is.
+    cluster.act("start", "api-1").await;
+    cluster.act("start", "stream-1").await;
+    pause(2.0).await;
+
+    // PostgreSQL stops (a fast shutdown: its sessions are ended) and starts again over the same
+    // data. Meanwhile the nodes answer 500/503 in JSON; then they reconnect by themselves.
+    let pg_stopped = Instant::now();
+    cluster.act("stop", "postgres").await;
+    // The nodes know: /healthz is 503, database down (the clients meanwhile see what they see).
+    let r = answer(client().get(format!("{}/healthz", cluster.url("api-2"))).send().await).await;
+    let r = r.expect("api-2 answers /healthz");
+    assert_eq!((r.status.as_u16(), &r.body["database"]), (503, &json!("down")), "{}", r.body);
+    tokio::time::sleep(PG_DOWN).await;
+    cluster.act("start", "postgres").await;
+    let pg_back = Instant::now();
+    let pg_healthy = database_health(cluster, Duration::from_secs(10)).await;
+    eprintln!(
+        "PostgreSQL: stopped at +0, started again at {:?}; every live node's /healthz said \
+         database ok {pg_healthy:?} after that",
+        pg_back - pg_stopped
+    );
+    let (name, explains) = ("PostgreSQL stopped, started", Explains::DatabaseDown);
+    windows.push(Window { name, from: pg_stopped, to: pg_back + PG_GRACE, explains });
+    tokio::time::sleep(PG_GRACE).await;
+
+    // The load ends quietly.
     tokio::time::sleep(QUIET).await;
-    windows
+    Faults { windows, pg_stopped, pg_back, pg_healthy }
+}
+
+/// How long until every live node that uses the database says `"database":"ok"` with a 200.
+async fn database_health(cluster: &Cluster, within: Duration) -> Duration {
+    let c = client();
+    let started = Instant::now();
+    for node in ["api-1", "api-2", "stream-1", "stream-2", "scheduler-2"] {
+        loop {
+            let r = answer(c.get(format!("{}/healthz", cluster.url(node))).send().await).await;
+            let last = match r {
+                Ok(r) if r.status.as_u16() == 200 && r.body["database"] == "ok" => break,
+                Ok(r) => format!("{} {}", r.status, r.body),
+                Err(e) => e,
+            };
+            assert!(started.elapsed() < within, "{node} never reconnected to PostgreSQL: {last}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    started.elapsed()
 }
 
 #[actix::test]
-async fn under_load_a_cluster_with_redis_loses_no_acknowledged_write_to_killed_nodes() {
-    if !have_tools(true) {
+async fn under_load_the_full_cluster_loses_no_acknowledged_write_to_killed_nodes_redis_or_postgres()
+{
+    if !have_tools(true, true) {
         return;
     }
     let t0 = Instant::now();
     let burst = BURST.to_string();
     let rate = RATE.to_string();
-    let cluster = Cluster::up(&[
-        ("DOUYIN_CLUSTER_REDIS", "1"),
-        ("DOUYIN_STREAM_BURST", &burst),
-        ("DOUYIN_STREAM_RATE", &rate),
-    ]);
+    // The script's default cluster: PostgreSQL and Redis included.
+    let mut cluster =
+        Cluster::up(&[("DOUYIN_STREAM_BURST", &burst), ("DOUYIN_STREAM_RATE", &rate)]);
     let t_up = t0.elapsed();
     let token = std::fs::read_to_string(cluster.dir().join("secrets/internal.token"))
         .expect("the internal token")
@@ -496,16 +585,16 @@ async fn under_load_a_cluster_with_redis_loses_no_acknowledged_write_to_killed_n
         }
     });
     let orchestrate = async {
-        let windows = faults(&cluster, &token).await;
+        let faults = faults(&cluster, &token).await;
         stop.set(true);
-        windows
+        faults
     };
-    let (seen, windows) = futures_util::join!(futures_util::future::join_all(runs), orchestrate);
+    let (seen, faults) = futures_util::join!(futures_util::future::join_all(runs), orchestrate);
+    let windows = &faults.windows;
     let load_ended = Instant::now();
     let t_load = load_started.elapsed();
 
-    // The failures: each belongs to a kill's window, is nginx's 502/503/504 or no answer, and
-    // none comes in the quiet end.
+    // The failures: each is one its window explains, and none comes in the quiet end.
     // nginx counts DELETE as idempotent: one that reached the killed api node (which did it)
     // is sent again to the live one, which finds nothing left to do: the logout is 401, the
     // deletion 404. Such an answer is explained only if the access log shows that second try.
@@ -519,18 +608,31 @@ async fn under_load_a_cluster_with_redis_loses_no_acknowledged_write_to_killed_n
     };
     let mut counts: BTreeMap<(&str, &str, String), usize> = BTreeMap::new();
     let mut wrong = Vec::new();
+    let mut server_errors = 0;
     for f in seen.iter().flat_map(|s| &s.failures) {
         let mut status = f.status.map_or("no answer".to_owned(), |s| s.to_string());
-        let window = windows.iter().find(|w| w.from <= f.at && f.at <= w.to);
-        let mut gateway = f.status.is_none_or(|s| matches!(s, 502..=504));
-        if let (Some(path), Some(code @ (401 | 404))) = (&f.delete, f.status)
-            && resent(path, code)
-        {
-            gateway = true;
-            status = format!("{code}: nginx sent it again to api-2");
+        if let Some(code) = &f.code {
+            status = format!("{status} {code}");
         }
+        server_errors += usize::from(f.status.is_some_and(|s| s >= 500));
+        let explained = |w: &Window| match w.explains {
+            Explains::InFlight => {
+                f.status.is_none_or(|s| matches!(s, 502..=504))
+                    || matches!((&f.delete, f.status), (Some(path), Some(code @ (401 | 404)))
+                        if resent(path, code))
+            }
+            Explains::Nothing => false,
+            Explains::DatabaseDown => {
+                matches!(f.status, Some(500 | 503))
+                    && matches!(f.code.as_deref(), Some("003" | "011"))
+            }
+        };
+        let window = windows.iter().find(|w| w.from <= f.at && f.at <= w.to && explained(w));
         match window {
-            Some(w) if gateway => {
+            Some(w) => {
+                if w.explains == Explains::InFlight && matches!(f.status, Some(401 | 404)) {
+                    status = format!("{status}: nginx sent it again to api-2");
+                }
                 eprintln!("  during {}: {} ({status}): {}", w.name, f.kind, f.what.trim());
                 if f.kind == "play bytes" {
                     // What nginx saw of it (which node, how many bytes it passed on).
@@ -541,7 +643,7 @@ async fn under_load_a_cluster_with_redis_loses_no_acknowledged_write_to_killed_n
                 }
                 *counts.entry((w.name, f.kind, status)).or_default() += 1;
             }
-            _ => wrong.push(format!(
+            None => wrong.push(format!(
                 "{:?} after the load began, {} ({}): {}",
                 f.at - load_started,
                 f.kind,
@@ -559,7 +661,7 @@ async fn under_load_a_cluster_with_redis_loses_no_acknowledged_write_to_killed_n
         per_second[(*at - load_started).as_secs() as usize] += 1;
     }
     eprintln!("  acknowledged per second: {per_second:?}");
-    for w in &windows {
+    for w in windows {
         eprintln!(
             "  {} at {:?} (window to {:?})",
             w.name,
@@ -570,9 +672,39 @@ async fn under_load_a_cluster_with_redis_loses_no_acknowledged_write_to_killed_n
     for ((window, kind, status), n) in &counts {
         eprintln!("  failed during {window}: {n} × {kind} ({status})");
     }
-    assert!(wrong.is_empty(), "failures no kill explains:\n{}", wrong.join("\n"));
+    for w in windows {
+        let n: usize =
+            counts.iter().filter(|((name, ..), _)| *name == w.name).map(|(_, n)| n).sum();
+        eprintln!("  {}: {n} failed request(s)", w.name);
+    }
+    eprintln!("  5xx answers: {server_errors}; failures no fault explains: {}", wrong.len());
+    assert!(wrong.is_empty(), "failures no fault explains:\n{}", wrong.join("\n"));
     let last = windows.iter().map(|w| w.to).max().expect("windows");
     assert!(load_ended - last >= QUIET - Duration::from_millis(100), "no quiet end");
+    // PostgreSQL's return needed no node restarted: every client had requests acknowledged
+    // after its window, and the first came soon.
+    let pg_end = faults.pg_back + PG_GRACE;
+    for (i, s) in seen.iter().enumerate() {
+        let after = s.acked.iter().filter(|at| **at > pg_end).count();
+        assert!(after > 0, "client {i}: nothing acknowledged after PostgreSQL came back");
+    }
+    let first_ok = seen
+        .iter()
+        .flat_map(|s| &s.acked)
+        .filter(|at| **at > faults.pg_back)
+        .min()
+        .map(|at| *at - faults.pg_back);
+    let pg_failed = seen
+        .iter()
+        .flat_map(|s| &s.failures)
+        .filter(|f| faults.pg_stopped <= f.at && f.at <= pg_end)
+        .count();
+    eprintln!(
+        "PostgreSQL: down {:?} (stop to start), {pg_failed} request(s) failed, the first \
+         acknowledged {first_ok:?} after the start returned, every node healthy after {:?}",
+        faults.pg_back - faults.pg_stopped,
+        faults.pg_healthy
+    );
 
     // The restarted Redis (empty: no persistence) holds the sessions and buckets written
     // since: the nodes went back to it.
@@ -620,7 +752,7 @@ async fn under_load_a_cluster_with_redis_loses_no_acknowledged_write_to_killed_n
     let t_drain = load_ended.elapsed();
     // Every acknowledged write is there.
     let t_check = Instant::now();
-    let checker = LoadClient {
+    let checker_client = LoadClient {
         client: client(),
         site: cluster.site().to_owned(),
         ip: "10.9.1.1".into(),
@@ -630,7 +762,7 @@ async fn under_load_a_cluster_with_redis_loses_no_acknowledged_write_to_killed_n
     use awc::http::Method;
     // Registered users sign in (a few at a time: each is a password hash on api-2).
     let users: Vec<&String> = seen.iter().flat_map(|s| &s.users).collect();
-    let checker = &checker;
+    let checker = &checker_client;
     futures_util::stream::iter(users)
         .for_each_concurrent(4, |user| async move {
             let r = checker.api(&format!("/user/{user}"), "POST", Some(json!({"pwd": PWD}))).await;
@@ -686,17 +818,26 @@ async fn under_load_a_cluster_with_redis_loses_no_acknowledged_write_to_killed_n
     across_nodes(&cluster, "after").await;
     let t_check = t_check.elapsed();
 
-    let store = S3Blobs::new(S3Config {
+    let config = S3Config {
         endpoint: cluster.var("cluster.env", "S3_ENDPOINT").parse().expect("a URL"),
         public_endpoint: cluster.var("cluster.env", "S3_ENDPOINT").parse().expect("a URL"),
         bucket: cluster.var("secrets/garage.env", "GARAGE_DEFAULT_BUCKET"),
         region: "garage".into(),
         access_key_id: cluster.var("secrets/garage.env", "GARAGE_DEFAULT_ACCESS_KEY"),
         secret_access_key: cluster.var("secrets/garage.env", "GARAGE_DEFAULT_SECRET_KEY"),
+    };
+    // Listed on a runtime of its own, gone right after: the S3 client's pooled connection
+    // would stay open on this test's runtime after the client is dropped, and Garage's orderly
+    // stop in `down` waits 10 s for open connections.
+    let objects: Vec<String> = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        rt.expect("a runtime").block_on(async {
+            let store = S3Blobs::new(config).expect("an S3 client");
+            store.list().await.expect("Garage lists").iter().map(ToString::to_string).collect()
+        })
     })
-    .expect("an S3 client");
-    let objects: Vec<String> =
-        store.list().await.expect("Garage lists").iter().map(ToString::to_string).collect();
+    .join()
+    .expect("the listing of Garage");
     let deleted: Vec<&String> = seen.iter().flat_map(|s| &s.deleted).map(|(_, v)| v).collect();
     let left: Vec<&&String> = deleted.iter().filter(|v| objects.contains(v)).collect();
     assert!(left.is_empty(), "deleted videos still in Garage: {left:?}");
@@ -712,9 +853,26 @@ async fn under_load_a_cluster_with_redis_loses_no_acknowledged_write_to_killed_n
         seen.iter().map(|s| s.kept.len()).sum::<usize>(),
         objects.len()
     );
+
+    // The test's own clients go first: their idle keep-alive connections would hold up the
+    // nodes' orderly stop (each waits for its open connections, up to 5 s).
+    drop((d, checker_client));
+    // `down` stops every process, PostgreSQL included, and removes the run dir and PostgreSQL's
+    // directory (outside the run dir when the server's user cannot reach it).
+    let pg_home = std::fs::canonicalize(cluster.dir().join("postgres")).expect("PostgreSQL's dir");
+    let pids = cluster.pids();
+    let t_down = Instant::now();
+    let out = cluster.down();
+    let t_down = t_down.elapsed();
+    assert!(out.status.success(), "cluster.sh down failed");
+    for (name, pid) in &pids {
+        assert!(gone(*pid), "{name} (pid {pid}) still runs after down");
+    }
+    assert!(!cluster.dir().exists(), "down leaves the run dir behind");
+    assert!(!pg_home.exists(), "down leaves PostgreSQL's {} behind", pg_home.display());
     eprintln!(
         "timings: up {t_up:?}, across nodes {t_across:?}, load {t_load:?}, checks {t_check:?}, \
-         drain {t_drain:?}, total {:?}",
+         drain {t_drain:?}, down {t_down:?}, total {:?}",
         t0.elapsed()
     );
 }

@@ -10,28 +10,33 @@ use serde_json::{Value, json};
 
 use crate::garage_support::have_garage;
 use crate::helpers::{Reply, read_reply};
+use crate::pg_support::postgres_missing;
 
 /// Whether the script's tools are here: nginx (often outside PATH, in /usr/sbin), curl,
-/// python3, setsid, redis-server when asked for; and Garage.
-pub fn have_tools(redis: bool) -> bool {
+/// python3, setsid; redis-server and PostgreSQL's tools when the cluster is to have them (the
+/// script's default); and Garage.
+pub fn have_tools(redis: bool, postgres: bool) -> bool {
     let runs = |cmd: &str, arg: &str| {
         Command::new(cmd).arg(arg).output().is_ok_and(|o| o.status.success())
     };
-    let mut missing: Vec<&str> = Vec::new();
+    let mut missing: Vec<String> = Vec::new();
     if !runs("nginx", "-v") && !runs("/usr/sbin/nginx", "-v") {
-        missing.push("nginx");
+        missing.push("nginx is not installed".into());
     }
     for tool in ["curl", "python3", "setsid"] {
         if !runs(tool, "--version") {
-            missing.push(tool);
+            missing.push(format!("{tool} is not installed"));
         }
     }
     if redis && !runs("redis-server", "--version") {
-        missing.push("redis-server");
+        missing.push("redis-server is not installed".into());
+    }
+    if postgres && let Some(why) = postgres_missing() {
+        missing.push(why);
     }
     if !missing.is_empty() {
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{missing:?} required under CI");
-        eprintln!("skipping: {} not installed (deploy/cluster.sh needs them)", missing.join(", "));
+        eprintln!("skipping: {} (deploy/cluster.sh needs it)", missing.join("; "));
         return false;
     }
     have_garage()
@@ -87,8 +92,8 @@ impl Cluster {
         out
     }
 
-    /// `cluster.sh up` with these extra variables (`DOUYIN_CLUSTER_REDIS`, a `DOUYIN_*` flag of
-    /// every node).
+    /// `cluster.sh up` with these extra variables (the opt-outs `DOUYIN_CLUSTER_PG=0` and
+    /// `DOUYIN_CLUSTER_REDIS=0`, a `DOUYIN_*` flag of every node).
     pub fn up(vars: &[(&str, &str)]) -> Cluster {
         let tmp = tempfile::tempdir().expect("a temporary directory");
         let vars = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
@@ -121,7 +126,7 @@ impl Cluster {
         cluster
     }
 
-    /// `cluster.sh kill NAME` or `restart NAME`, without holding up the test's other tasks.
+    /// `cluster.sh kill|stop|start|restart NAME`, without holding up the test's other tasks.
     pub async fn act(&self, action: &str, name: &str) {
         let mut cmd = Self::script(self.tmp.path(), &format!("{action} {name}"));
         cmd.envs(self.vars.iter().map(|(k, v)| (k, v)));

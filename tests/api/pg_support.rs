@@ -118,6 +118,12 @@ fn tools() -> Result<Tools, String> {
     }
 }
 
+/// Why PostgreSQL's tools are not usable here (for a test whose server another program
+/// starts, as `deploy/cluster.sh` does), or `None` when they are.
+pub fn postgres_missing() -> Option<String> {
+    tools().err()
+}
+
 /// `None` for a test that must skip because of `why`; under `CI=true` the test fails instead.
 fn skip<T>(why: &str) -> Option<T> {
     assert!(std::env::var("CI").as_deref() != Ok("true"), "PostgreSQL is required under CI: {why}");
