@@ -232,6 +232,33 @@ fn to_postgres(sql: &str) -> String {
     out
 }
 
+/// What the pool does with a failed attempt to connect: while PostgreSQL is down every
+/// request's attempt fails, and r2d2's own handler logs each one as an error (about a hundred
+/// lines a second from a busy node). This one says it once, then how many more failed, at most
+/// every five seconds.
+#[derive(Debug, Default)]
+pub struct ConnectErrors {
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl r2d2::HandleError<postgres::Error> for ConnectErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        let Ok(mut state) = self.state.lock() else { return };
+        let (last, unsaid) = &mut *state;
+        if last.is_some_and(|at| at.elapsed() < Duration::from_secs(5)) {
+            *unsaid += 1;
+            return;
+        }
+        let more = std::mem::take(unsaid);
+        *last = Some(std::time::Instant::now());
+        let error = StoreError::Postgres(error);
+        match more {
+            0 => log::error!("cannot connect to PostgreSQL: {error}"),
+            n => log::error!("cannot connect to PostgreSQL: {error} ({n} more attempts failed)"),
+        }
+    }
+}
+
 /// r2d2's manager of PostgreSQL connections.
 #[derive(Debug)]
 pub struct PgManager {
@@ -467,26 +494,9 @@ impl Db<'_> {
         &mut self,
         sql: &str,
         params: &[Value<'_>],
-        mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+        f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        match self {
-            Db::Sqlite(c) => {
-                let mut stmt = c.prepare_cached(sql)?;
-                let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
-                let mut out = Vec::new();
-                while let Some(r) = rows.next()? {
-                    out.push(f(&Row::Sqlite(r))?);
-                }
-                Ok(out)
-            }
-            Db::Postgres(c) => {
-                let rows = c.run(|c| {
-                    let stmt = c.statement(sql)?;
-                    c.client.query(&stmt, &pg_params(params))
-                })?;
-                rows.iter().map(|r| f(&Row::Postgres(r))).collect()
-            }
-        }
+        self.rows(sql, params, usize::MAX, f)
     }
 
     /// The first row of a query, if any.
@@ -496,18 +506,41 @@ impl Db<'_> {
         params: &[Value<'_>],
         f: impl FnOnce(&Row<'_>) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
+        let mut f = Some(f);
+        // `rows` calls it once at the most: it reads one row.
+        let first = self.rows(sql, params, 1, |r| match f.take() {
+            Some(f) => f(r),
+            None => Err(StoreError::Internal("a second row read for one".into())),
+        });
+        Ok(first?.into_iter().next())
+    }
+
+    /// The first `limit` rows of a query, each made into a `T` by `f`.
+    fn rows<T>(
+        &mut self,
+        sql: &str,
+        params: &[Value<'_>],
+        limit: usize,
+        mut f: impl FnMut(&Row<'_>) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         match self {
             Db::Sqlite(c) => {
                 let mut stmt = c.prepare_cached(sql)?;
                 let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
-                rows.next()?.map(|r| f(&Row::Sqlite(r))).transpose()
+                let mut out = Vec::new();
+                while out.len() < limit
+                    && let Some(r) = rows.next()?
+                {
+                    out.push(f(&Row::Sqlite(r))?);
+                }
+                Ok(out)
             }
             Db::Postgres(c) => {
                 let rows = c.run(|c| {
                     let stmt = c.statement(sql)?;
                     c.client.query(&stmt, &pg_params(params))
                 })?;
-                rows.first().map(|r| f(&Row::Postgres(r))).transpose()
+                rows.iter().take(limit).map(|r| f(&Row::Postgres(r))).collect()
             }
         }
     }

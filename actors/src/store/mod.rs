@@ -124,6 +124,7 @@ impl VideoStore {
             // No round trip on every check-out: a connection that died while idle is replaced
             // by its first statement (see `db::PgConn::run`).
             .test_on_check_out(false)
+            .error_handler(Box::new(db::ConnectErrors::default()))
             .build(db::PgManager::new(url)?)?;
         migrate::apply_postgres(&mut Conn::Postgres(Box::new(pool.get()?)))?;
         Ok(Pool::Postgres(pool))
