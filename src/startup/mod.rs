@@ -305,8 +305,17 @@ impl Node {
         // node opens no store: it needs neither the object store's credentials nor Redis (it
         // reads only which blob store the site uses).
         let blob_settings = needs_stores.then(|| config.storage.settings()).transpose()?;
-        if needs_stores {
-            config.database()?;
+        if needs_stores && let Database::Postgres(url) = config.database()? {
+            // A PostgreSQL that cannot be reached (or refuses the password) is a flag that
+            // cannot work too: said before any port is bound or any file written.
+            let url = url.expose().to_owned();
+            web::block(move || actors::store::db::reach(&url))
+                .await
+                .map_err(|e| StartError::Io {
+                    what: "start-up".into(),
+                    source: io::Error::other(e),
+                })?
+                .map_err(StartError::Postgres)?;
         }
         let redis = if needs_stores { config.redis()? } else { None };
 

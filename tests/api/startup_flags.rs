@@ -162,12 +162,26 @@ fn a_database_url_that_cannot_work_is_named_without_its_password() {
     refused(&["--database-url", "sqlite://"], &[], "--database-url");
 }
 
-/// A PostgreSQL that does not answer stops start-up within seconds, in one line that names
-/// the flag and not the password.
+/// A PostgreSQL that does not answer stops start-up within seconds, before any file is
+/// written, in one line that names the flag and not the password.
 #[test]
 fn an_unreachable_postgres_stops_start_up_without_showing_its_password() {
     let port = crate::process_support::free_port();
-    let url = format!("postgres://douyin:{SECRET}@127.0.0.1:{port}/douyin");
+    refused_by_postgres(&format!("postgres://douyin:{SECRET}@127.0.0.1:{port}/douyin"));
+}
+
+/// A PostgreSQL that refuses the password stops start-up the same way.
+#[actix::test]
+async fn a_wrong_postgres_password_stops_start_up_without_showing_it() {
+    let Some(pg) = crate::pg_support::Postgres::start().await else { return };
+    let url = format!("postgres://douyin:{SECRET}@127.0.0.1:{}/douyin", pg.port());
+    actix_web::web::block(move || refused_by_postgres(&url)).await.expect("the check ran");
+}
+
+/// The binary, started on free ports with `--database-url url`, stops within seconds before
+/// writing anything, its last line naming the flag and PostgreSQL, and never shows [`SECRET`].
+#[track_caller]
+fn refused_by_postgres(url: &str) {
     let started = std::time::Instant::now();
     let scratch = tempfile::tempdir().expect("a temporary directory");
     let free = || format!("127.0.0.1:{}", crate::process_support::free_port());
@@ -176,7 +190,7 @@ fn an_unreachable_postgres_stops_start_up_without_showing_its_password() {
         .arg(scratch.path().join("data"))
         .args(["--api-addr", &free(), "--stream-addr", &free()])
         .args(["--scheduler-addr", &free(), "--web-addr", &free()])
-        .args(["--database-url", &url])
+        .args(["--database-url", url])
         .output()
         .expect("the binary runs");
     let out =
@@ -186,6 +200,7 @@ fn an_unreachable_postgres_stops_start_up_without_showing_its_password() {
     let last = out.lines().last().unwrap_or_default();
     assert!(last.contains("--database-url") && last.contains("PostgreSQL"), "{out}");
     assert!(!out.contains(SECRET), "the password is shown: {out}");
+    assert!(!scratch.path().join("data").exists(), "the data dir was created");
 }
 
 /// `--database-url sqlite://<path>` puts the database (and the change counters every process

@@ -259,6 +259,14 @@ impl r2d2::HandleError<postgres::Error> for ConnectErrors {
     }
 }
 
+/// Connects to the PostgreSQL server `url` names once, and disconnects: whether it can be
+/// reached and takes the credentials. Blocking.
+pub fn reach(url: &str) -> Result<(), StoreError> {
+    use r2d2::ManageConnection as _;
+    PgManager::new(url)?.connect()?;
+    Ok(())
+}
+
 /// r2d2's manager of PostgreSQL connections.
 #[derive(Debug)]
 pub struct PgManager {
