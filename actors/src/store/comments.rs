@@ -40,21 +40,17 @@ fn visible_video_seq(
     .ok_or(StoreError::NotFound)
 }
 
-/// [`visible_video_seq`] for a write about the video: on PostgreSQL the row is locked against
-/// a concurrent deletion until the write commits (SQLite has one writer at a time anyway), so
-/// no comment lands on a video whose deletion committed first.
-fn locked_video_seq(db: &mut Db<'_>, video: VideoId, viewer: UserId) -> Result<i64, StoreError> {
-    if !db.is_postgres() {
-        return visible_video_seq(db, video, Some(viewer));
-    }
-    db.query_opt(
-        "SELECT seq FROM videos v WHERE v.id = ?1
-           AND (v.state = 'ready' OR (v.state = 'pending' AND v.author_id = ?2)) FOR SHARE",
-        params![video.to_string(), viewer.0],
-        |r| r.get(0),
-    )?
-    .ok_or(StoreError::NotFound)
-}
+/// Inserts a comment on the video `?2`, if its author `?3` may see it, in one statement: a
+/// round trip per comment on PostgreSQL. There the video's row is locked (`FOR SHARE`) until
+/// the comment commits, so no comment lands on a video whose deletion committed first (SQLite
+/// has one writer at a time anyway).
+const INSERT_COMMENT: &str = "INSERT INTO comments (id, video_seq, author_id, content, created_at)
+     SELECT ?1, v.seq, ?3, ?4, ?5 FROM videos v WHERE v.id = ?2
+        AND (v.state = 'ready' OR (v.state = 'pending' AND v.author_id = ?3))";
+const INSERT_COMMENT_LOCKED: &str =
+    "INSERT INTO comments (id, video_seq, author_id, content, created_at)
+     SELECT ?1, v.seq, ?3, ?4, ?5 FROM videos v WHERE v.id = ?2
+        AND (v.state = 'ready' OR (v.state = 'pending' AND v.author_id = ?3)) FOR SHARE";
 
 /// Adds a comment to a video the author can see.
 #[derive(Debug, Clone, Message)]
@@ -87,13 +83,12 @@ pub struct DeleteComment {
 fn insert_comment(db: &mut Db<'_>, msg: CreateComment) -> Result<Comment, StoreError> {
     let id = CommentId::new();
     let created = now_ms();
-    let video_seq = locked_video_seq(db, msg.video, msg.author.id)?;
     let content = msg.content.into_inner();
-    db.execute(
-        "INSERT INTO comments (id, video_seq, author_id, content, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![id.to_string(), video_seq, msg.author.id.0, content, created],
-    )?;
+    let sql = if db.is_postgres() { INSERT_COMMENT_LOCKED } else { INSERT_COMMENT };
+    let (comment, video) = (id.to_string(), msg.video.to_string());
+    if db.execute(sql, params![comment, video, msg.author.id.0, content, created])? == 0 {
+        return Err(StoreError::NotFound);
+    }
     Ok(Comment {
         id,
         video_id: msg.video,
