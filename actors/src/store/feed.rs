@@ -10,7 +10,7 @@
 //! consulted. Either way a page read before a change is never served after it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::Db;
@@ -35,6 +35,58 @@ pub struct FeedCache {
     ttl: Duration,
     pages: Mutex<Pages>,
     changes: Changes,
+    /// PostgreSQL's version reads, shared by the store threads that want one at once.
+    reads: VersionReads,
+}
+
+/// One read of the feed's version on PostgreSQL answers every request that arrived before it
+/// was sent: a request may not be answered from a version read before it arrived (a deletion
+/// committed in between would be missed), but any read sent after it arrived is as good as its
+/// own. So a store thread that finds a read in flight waits for it and then for the next one,
+/// which one of the waiting threads sends; under load most requests share a round trip.
+#[derive(Debug, Default)]
+struct VersionReads {
+    state: Mutex<Reads>,
+    answered: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Reads {
+    /// Reads sent so far; the one in flight, if any, is the last.
+    sent: u64,
+    /// The last read answered, and its version.
+    done: u64,
+    version: u64,
+    in_flight: bool,
+}
+
+impl VersionReads {
+    /// The feed's version as of a read sent after this call began; `read` is the query.
+    fn current(&self, read: impl FnOnce() -> Result<u64, StoreError>) -> Result<u64, StoreError> {
+        let poisoned = |_| StoreError::Internal("the feed's version lock is poisoned".into());
+        let mut reads = self.state.lock().map_err(poisoned)?;
+        let needed = reads.sent + 1;
+        loop {
+            if reads.done >= needed {
+                return Ok(reads.version);
+            }
+            if !reads.in_flight {
+                reads.in_flight = true;
+                reads.sent += 1;
+                let mine = reads.sent;
+                drop(reads);
+                let answer = read();
+                let mut reads = self.state.lock().map_err(poisoned)?;
+                reads.in_flight = false;
+                if let Ok(version) = answer {
+                    (reads.done, reads.version) = (mine, version);
+                }
+                self.answered.notify_all();
+                return answer;
+            }
+            reads = self.answered.wait(reads).map_err(poisoned)?;
+        }
+    }
 }
 
 impl Pages {
@@ -51,7 +103,7 @@ impl Pages {
 
 impl FeedCache {
     pub fn new(ttl: Duration, changes: Changes) -> Self {
-        Self { ttl, pages: Mutex::new(Pages::default()), changes }
+        Self { ttl, pages: Mutex::new(Pages::default()), changes, reads: VersionReads::default() }
     }
 
     /// The feed's current version, as every process on the database sees it.
@@ -59,9 +111,13 @@ impl FeedCache {
         if !db.is_postgres() {
             return Ok(self.changes.version(Topic::Videos));
         }
-        let v: i64 =
-            db.query_one("SELECT version FROM change_counters WHERE topic = 1", &[], |r| r.get(0))?;
-        Ok(v as u64)
+        self.reads.current(|| {
+            let v: i64 =
+                db.query_one("SELECT version FROM change_counters WHERE topic = 1", &[], |r| {
+                    r.get(0)
+                })?;
+            Ok(v as u64)
+        })
     }
 
     /// Take this, with the feed's `version`, before reading the database; hand it to
@@ -120,4 +176,51 @@ pub(super) fn feed_changed(db: &mut Db<'_>) -> Result<(), StoreError> {
         db.execute("UPDATE change_counters SET version = version + 1 WHERE topic = 1", &[])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    use super::*;
+
+    /// Threads asking at once share reads, and none is answered by a read sent before it
+    /// asked: each thread bumps the version before asking, so it must see its own bump.
+    #[test]
+    fn shared_version_reads_are_never_older_than_the_request() {
+        let reads = Arc::new(VersionReads::default());
+        let version = Arc::new(AtomicU64::new(0));
+        let queries = Arc::new(AtomicU64::new(0));
+        let start = Arc::new(Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (reads, version, queries, start) =
+                    (reads.clone(), version.clone(), queries.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    for _ in 0..200 {
+                        let mine = version.fetch_add(1, Ordering::SeqCst) + 1;
+                        let seen = reads
+                            .current(|| {
+                                // The snapshot is taken when the read is sent.
+                                queries.fetch_add(1, Ordering::SeqCst);
+                                let v = version.load(Ordering::SeqCst);
+                                std::thread::sleep(Duration::from_micros(50));
+                                Ok(v)
+                            })
+                            .unwrap();
+                        assert!(seen >= mine, "a read older than the request: {seen} < {mine}");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let queries = queries.load(Ordering::SeqCst);
+        assert!(queries < 1600, "{queries} reads for 1600 requests: none shared");
+    }
 }
