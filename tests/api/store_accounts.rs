@@ -133,3 +133,29 @@ on_both_databases!(
     users_register_once_and_sign_in_only_with_the_right_password,
     the_throttle_runs_on_the_injected_clock_and_a_success_clears_it,
 );
+
+/// Nodes starting together on a new PostgreSQL database migrate it once: each step runs under
+/// an advisory lock, and whoever comes second finds it done. A database whose schema is newer
+/// than the program is refused rather than used.
+#[actix::test]
+async fn postgres_migrations_run_once_for_nodes_starting_together() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let TestDb::Postgres(url) = &db else { unreachable!("asked for PostgreSQL") };
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || VideoStore::open_postgres(&url, 1).map(drop))
+        })
+        .collect();
+    for open in opens {
+        open.join().expect("the thread ends").expect("every node opens the database");
+    }
+    assert_eq!(db.scalar("SELECT COUNT(*) FROM schema_migrations"), 1);
+    assert_eq!(db.scalar("SELECT MAX(version) FROM schema_migrations"), 1);
+
+    crate::pg_support::psql_at(url, "INSERT INTO schema_migrations (version) VALUES (2)");
+    let url = url.clone();
+    let newer = std::thread::spawn(move || VideoStore::open_postgres(&url, 1).map(drop));
+    let err = newer.join().expect("the thread ends").expect_err("a newer schema is refused");
+    assert!(err.to_string().contains("newer than this program"), "{err}");
+}
