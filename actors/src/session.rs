@@ -18,8 +18,8 @@ use crate::clock::SharedClock;
 use crate::error::StoreError;
 use crate::model::User;
 use crate::store::{
-    InsertSession, LoadSession, PurgeSessions, RemoveSession, SessionRecord, TouchSession,
-    VideoStore,
+    InsertSession, LoadSession, PurgeSessions, RemoveSession, SessionRecord, SessionRevocations,
+    TouchSession, VideoStore,
 };
 
 /// Where sessions live durably: the database ([`DbSessions`]), with Redis in front when asked.
@@ -39,6 +39,12 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn touch(&self, token_hash: String, expires_at_ms: i64) -> Result<(), StoreError>;
     async fn remove(&self, token_hash: String) -> Result<(), StoreError>;
     async fn purge(&self, now_ms: i64) -> Result<usize, StoreError>;
+    /// How many logouts every node has made, as of a read sent after this call began, when
+    /// the store keeps that count (PostgreSQL); `None` when it does not (SQLite, whose
+    /// processes share [`Changes`] instead).
+    async fn revocations(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Sessions in the `sessions` table, through the [`VideoStore`] actor.
@@ -70,6 +76,9 @@ impl SessionStore for DbSessions {
     }
     async fn purge(&self, now_ms: i64) -> Result<usize, StoreError> {
         self.0.send(PurgeSessions { now_ms }).await?
+    }
+    async fn revocations(&self) -> Result<Option<u64>, StoreError> {
+        self.0.send(SessionRevocations).await?
     }
 }
 
@@ -189,6 +198,10 @@ pub struct Session {
     next_load: u64,
     /// Revocations by every process on the database (see [`Changes`]).
     changes: Changes,
+    /// Revocations are counted by the store, for nodes on several hosts: each resolve first
+    /// reads that count (a read shared with the resolves beside it), and a cached entry is
+    /// trusted only while it has not moved.
+    store_counts_revocations: bool,
 }
 
 /// A store load in flight for [`ResolveSession`].
@@ -221,12 +234,20 @@ impl Session {
             loads: HashMap::new(),
             next_load: 0,
             changes: Changes::in_process(),
+            store_counts_revocations: false,
         }
     }
 
     /// Follows the revocations of every process sharing `changes`, not only its own.
     pub fn with_changes(mut self, changes: Changes) -> Self {
         self.changes = changes;
+        self
+    }
+
+    /// Follows the revocations the store counts ([`SessionStore::revocations`]): a logout on
+    /// any node, on any host, is seen at the next resolve here.
+    pub fn with_store_revocations(mut self) -> Self {
+        self.store_counts_revocations = true;
         self
     }
 
@@ -282,6 +303,28 @@ impl Handler<ResolveSession> for Session {
 
     fn handle(&mut self, msg: ResolveSession, _: &mut Self::Context) -> Self::Result {
         let hash = msg.token.hash();
+        if !self.store_counts_revocations {
+            return self.resolve(hash, None);
+        }
+        let store = self.store.clone();
+        Box::pin(async move { store.revocations().await }.into_actor(self).then(
+            move |counted, act, _| match counted {
+                Ok(count) => act.resolve(hash, count),
+                Err(e) => Box::pin(fut::ready(Err(e))),
+            },
+        ))
+    }
+}
+
+impl Session {
+    /// [`ResolveSession`] of the token hashed `hash`; `counted` is the store's count of
+    /// revocations read after the request came, if it keeps one (else this process's
+    /// [`Changes`] say whether a cached entry may be trusted).
+    fn resolve(
+        &mut self,
+        hash: String,
+        counted: Option<u64>,
+    ) -> ResponseActFuture<Self, Result<Option<User>, StoreError>> {
         let now = self.clock.wall_ms();
         let new_expiry = now + self.ttl_ms;
         let step = self.persist_step_ms;
@@ -295,7 +338,7 @@ impl Handler<ResolveSession> for Session {
         if let Some(entry) = &cached {
             let fresh = self.clock.now().saturating_duration_since(entry.confirmed)
                 < self.revalidate_after
-                && entry.seen == self.revocations();
+                && entry.seen == counted.unwrap_or_else(|| self.revocations());
             if entry.expires_at_ms <= now {
                 self.cache.remove(&hash);
                 return Box::pin(fut::ready(Ok(None)));
@@ -310,7 +353,7 @@ impl Handler<ResolveSession> for Session {
 
         // Taken before the load: a revocation committed after the load read the row moves the
         // counter past this, and the entry is confirmed again at its next use.
-        let seen = self.revocations();
+        let seen = counted.unwrap_or_else(|| self.revocations());
         let load = self.next_load;
         self.next_load = self.next_load.wrapping_add(1);
         self.loads.insert(load, Load { hash: hash.clone(), revoked: false });

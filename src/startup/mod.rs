@@ -272,16 +272,19 @@ impl Stores {
             // Redis is where every node reads sessions: asked on every request, so a logout
             // on any node is seen by the next request on every other.
             Some(redis) => (Arc::new(RedisSessions::new(db, redis.clone())), Duration::ZERO),
-            // So is PostgreSQL without Redis: its nodes may be on several hosts, which share
-            // no change counters to tell them of a logout elsewhere.
-            None if pool_is_postgres => (Arc::new(db), Duration::ZERO),
             None => (Arc::new(db), Duration::from_millis(config.session_revalidate_ms)),
         };
         let session_config =
             SessionConfig { ttl: Duration::from_secs(config.session_ttl_secs), revalidate_after };
-        let sessions = Session::new(session_store, session_config, config.clock.clone())
-            .with_changes(changes)
-            .start();
+        let sessions =
+            Session::new(session_store, session_config, config.clock.clone()).with_changes(changes);
+        // PostgreSQL's nodes may be on several hosts, which share no change counters: without
+        // Redis they learn of a logout elsewhere from the count the database keeps.
+        let sessions = match (&redis, pool_is_postgres) {
+            (None, true) => sessions.with_store_revocations(),
+            _ => sessions,
+        }
+        .start();
         let uploads = Uploads::new(store.clone(), blobs.clone(), config.max_upload_bytes);
         Stores { store, sessions, blobs, uploads, redis }
     }

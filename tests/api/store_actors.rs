@@ -210,3 +210,37 @@ on_both_databases!(
     two_session_actors_over_one_database_share_sessions,
     the_comment_batcher_commits_concurrent_posts_and_fails_only_the_bad_ones,
 );
+
+/// Nodes on PostgreSQL share no memory: a `Session` that follows the store's count of logouts
+/// trusts its cached entries only while that count stands, so a logout through another node
+/// (another store, another pool) is seen at the next resolve, well inside the revalidation
+/// window, with the clock standing still.
+#[actix::test]
+async fn on_postgres_a_logout_anywhere_is_seen_at_the_next_resolve() {
+    let Some(db) = TestDb::postgres().await else { return };
+    let (store_a, store_b) = (db.start(2), db.start(2));
+    let alice = user(&store_a, "alice").await;
+    let bob = user(&store_a, "bob").await;
+    let clock: SharedClock = Arc::new(ManualClock::new()).into();
+    let on = |store: &Addr<VideoStore>| {
+        let config = SessionConfig {
+            ttl: Duration::from_secs(600),
+            revalidate_after: Duration::from_secs(60),
+        };
+        Session::new(Arc::new(DbSessions(store.clone())), config, clock.clone())
+            .with_store_revocations()
+            .start()
+    };
+    let (a, b) = (on(&store_a), on(&store_b));
+    let alices = a.send(CreateSession { user: alice.clone() }).await.unwrap().unwrap();
+    let bobs = a.send(CreateSession { user: bob.clone() }).await.unwrap().unwrap();
+    for token in [&alices, &bobs] {
+        assert!(a.send(ResolveSession { token: token.clone() }).await.unwrap().unwrap().is_some());
+    }
+
+    b.send(RevokeSession { token: alices.clone() }).await.unwrap().unwrap();
+    assert_eq!(a.send(ResolveSession { token: alices }).await.unwrap().unwrap(), None);
+    let still = a.send(ResolveSession { token: bobs }).await.unwrap().unwrap();
+    assert_eq!(still, Some(bob), "another user's session is confirmed again, and stands");
+    assert_eq!(db.scalar("SELECT version FROM change_counters WHERE topic = 0"), 1);
+}

@@ -39,13 +39,14 @@ pub struct FeedCache {
     reads: VersionReads,
 }
 
-/// One read of the feed's version on PostgreSQL answers every request that arrived before it
+/// One read of a change counter on PostgreSQL (the feed's version, the count of logouts)
+/// answers every request that arrived before it
 /// was sent: a request may not be answered from a version read before it arrived (a deletion
 /// committed in between would be missed), but any read sent after it arrived is as good as its
 /// own. So a store thread that finds a read in flight waits for it and then for the next one,
 /// which one of the waiting threads sends; under load most requests share a round trip.
 #[derive(Debug, Default)]
-struct VersionReads {
+pub(super) struct VersionReads {
     state: Mutex<Reads>,
     answered: Condvar,
 }
@@ -62,7 +63,10 @@ struct Reads {
 
 impl VersionReads {
     /// The feed's version as of a read sent after this call began; `read` is the query.
-    fn current(&self, read: impl FnOnce() -> Result<u64, StoreError>) -> Result<u64, StoreError> {
+    pub(super) fn current(
+        &self,
+        read: impl FnOnce() -> Result<u64, StoreError>,
+    ) -> Result<u64, StoreError> {
         let poisoned = |_| StoreError::Internal("the feed's version lock is poisoned".into());
         let mut reads = self.state.lock().map_err(poisoned)?;
         let needed = reads.sent + 1;

@@ -39,7 +39,7 @@ pub use tickets::{
 };
 pub use users::{
     Credentials, FindCredentials, InsertSession, InsertUser, LoadSession, PurgeSessions,
-    RemoveSession, SessionRecord, TouchSession,
+    RemoveSession, SessionRecord, SessionRevocations, TouchSession,
 };
 pub use videos::{
     CreateVideo, DeleteVideo, GetPlayable, GetVideo, KnownVideoIds, ListVideos, MarkReady,
@@ -54,6 +54,8 @@ pub struct VideoStore {
     pool: Pool,
     /// Shared by every thread of the arbiter.
     feed: Arc<feed::FeedCache>,
+    /// Reads of the count of logouts on PostgreSQL, shared likewise.
+    logouts: Arc<feed::VersionReads>,
 }
 
 impl Actor for VideoStore {
@@ -139,7 +141,12 @@ impl VideoStore {
     /// changes of every process on the database.
     pub fn start_with(pool: Pool, threads: usize, changes: Changes) -> Addr<Self> {
         let feed = Arc::new(feed::FeedCache::new(Duration::from_secs(1), changes));
-        SyncArbiter::start(threads, move || VideoStore { pool: pool.clone(), feed: feed.clone() })
+        let logouts = Arc::new(feed::VersionReads::default());
+        SyncArbiter::start(threads, move || VideoStore {
+            pool: pool.clone(),
+            feed: feed.clone(),
+            logouts: logouts.clone(),
+        })
     }
 
     fn conn(&self) -> Result<Conn, StoreError> {

@@ -85,6 +85,13 @@ pub struct RemoveSession {
     pub token_hash: String,
 }
 
+/// How many logouts every node has made, on PostgreSQL (`None` on SQLite, whose processes
+/// count them in their shared [`crate::changes::Changes`]): read after the message came, in a
+/// read shared with the store threads asking at the same time.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<u64>, StoreError>")]
+pub struct SessionRevocations;
+
 /// Deletes every session that expired before `now_ms`; replies with how many.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<usize, StoreError>")]
@@ -180,10 +187,37 @@ impl Handler<RemoveSession> for VideoStore {
     type Result = Result<(), StoreError>;
 
     fn handle(&mut self, msg: RemoveSession, _: &mut Self::Context) -> Self::Result {
-        self.conn()?
-            .db()
-            .execute("DELETE FROM sessions WHERE token_hash = ?1", params![msg.token_hash])?;
-        Ok(())
+        self.conn()?.write(|db| {
+            db.execute("DELETE FROM sessions WHERE token_hash = ?1", params![msg.token_hash])?;
+            // Counted in the same commit on PostgreSQL: every node's next resolve reads it.
+            if db.is_postgres() {
+                db.execute(
+                    "UPDATE change_counters SET version = version + 1 WHERE topic = 0",
+                    &[],
+                )?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Handler<SessionRevocations> for VideoStore {
+    type Result = Result<Option<u64>, StoreError>;
+
+    fn handle(&mut self, _: SessionRevocations, _: &mut Self::Context) -> Self::Result {
+        let mut conn = self.conn()?;
+        let db = &mut conn.db();
+        if !db.is_postgres() {
+            return Ok(None);
+        }
+        let count = self.logouts.current(|| {
+            let v: i64 =
+                db.query_one("SELECT version FROM change_counters WHERE topic = 0", &[], |r| {
+                    r.get(0)
+                })?;
+            Ok(v as u64)
+        })?;
+        Ok(Some(count))
     }
 }
 
