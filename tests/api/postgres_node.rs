@@ -18,10 +18,11 @@ async fn node_on(pg: &Postgres) -> TestApp {
     TestApp::spawn_with(|c| c.database_url = Some(url.parse().expect("any text"))).await
 }
 
-/// One request of the loop: when it was sent, and what came back.
+/// One request of the loop: when it was sent, when its answer came, and what it was.
 #[derive(Debug, Clone)]
 struct Seen {
     at: Instant,
+    done: Instant,
     status: u16,
     code: Option<String>,
 }
@@ -40,7 +41,9 @@ async fn traffic(app: Rc<TestApp>, user: TestUser, video: String, seen: Arc<Mute
         let at = Instant::now();
         let r = app.api(method, &path, Some(&user.session), body).await;
         let code = r.body["error_code"].as_str().map(str::to_owned);
-        seen.lock().expect("not poisoned").push(Seen { at, status: r.status.as_u16(), code });
+        let done = Instant::now();
+        let status = r.status.as_u16();
+        seen.lock().expect("not poisoned").push(Seen { at, done, status, code });
         if Arc::strong_count(&seen) == 1 {
             return;
         }
@@ -91,7 +94,15 @@ async fn outage(kill: bool) {
             matches!((s.status, s.code.as_deref()), (500, Some("003")) | (503, Some("011"))),
             "a failure is the database's, as JSON: {s:?}"
         );
-        assert!(s.at >= down_at && s.at < up_at + Duration::from_secs(2), "only while down: {s:?}");
+        // In flight at some moment of the outage: sent before it ended (plus the pool's 2 s
+        // connect timeout), answered after it began.
+        assert!(
+            s.done >= down_at && s.at < up_at + Duration::from_secs(2),
+            "only while down: sent {:?} after the stop and {:?} before the start, answered {:?} later",
+            s.at.saturating_duration_since(down_at),
+            up_at.saturating_duration_since(s.at),
+            s.done - s.at,
+        );
     }
     let during = all.iter().filter(|s| s.at >= down_at && s.at < up_at).count();
     assert!(!failed.is_empty() && during > 0, "requests really met the outage: {all:?}");
