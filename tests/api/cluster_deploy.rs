@@ -121,15 +121,7 @@ async fn a_cluster_on_loopback_serves_through_nginx_and_survives_a_killed_api_an
     eprintln!("retried by nginx:\n{}\n{}", playback.join("\n"), api.join("\n"));
 
     // `down` stops every process it started and removes the run dir.
-    let pids = cluster.pids();
-    let t_down = Instant::now();
-    let out = cluster.down();
-    let t_down = t_down.elapsed();
-    assert!(out.status.success(), "cluster.sh down failed");
-    for (name, pid) in &pids {
-        assert!(gone(*pid), "{name} (pid {pid}) still runs after down");
-    }
-    assert!(!cluster.dir().exists(), "down leaves the run dir behind");
+    let t_down = cluster.down_and_check();
     let public = browser.site.trim_start_matches("http://").to_owned();
     assert!(std::net::TcpStream::connect(&public).is_err(), "nginx still listens");
     eprintln!(

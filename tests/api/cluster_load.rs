@@ -30,7 +30,7 @@ use actors::blob::{BlobStore, S3Blobs, S3Config};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
 
-use crate::cluster_support::{Cluster, gone, have_tools};
+use crate::cluster_support::{Cluster, have_tools};
 use crate::helpers::Reply;
 use crate::stream_support::fake_mp4;
 
@@ -862,15 +862,7 @@ async fn under_load_the_full_cluster_loses_no_acknowledged_write_to_killed_nodes
     // `down` stops every process, PostgreSQL included, and removes the run dir and PostgreSQL's
     // directory (outside the run dir when the server's user cannot reach it).
     let pg_home = std::fs::canonicalize(cluster.dir().join("postgres")).expect("PostgreSQL's dir");
-    let pids = cluster.pids();
-    let t_down = Instant::now();
-    let out = cluster.down();
-    let t_down = t_down.elapsed();
-    assert!(out.status.success(), "cluster.sh down failed");
-    for (name, pid) in &pids {
-        assert!(gone(*pid), "{name} (pid {pid}) still runs after down");
-    }
-    assert!(!cluster.dir().exists(), "down leaves the run dir behind");
+    let t_down = cluster.down_and_check();
     assert!(!pg_home.exists(), "down leaves PostgreSQL's {} behind", pg_home.display());
     eprintln!(
         "timings: up {t_up:?}, across nodes {t_across:?}, load {t_load:?}, checks {t_check:?}, \

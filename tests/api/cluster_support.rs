@@ -180,6 +180,21 @@ impl Cluster {
         self.down = true;
         Self::run(self.tmp.path(), "down")
     }
+
+    /// `down`, checked: it succeeds, every process it started is gone and so is the run dir.
+    /// Returns how long it took.
+    pub fn down_and_check(&mut self) -> std::time::Duration {
+        let pids = self.pids();
+        let started = std::time::Instant::now();
+        let out = self.down();
+        let took = started.elapsed();
+        assert!(out.status.success(), "cluster.sh down failed");
+        for (name, pid) in &pids {
+            assert!(gone(*pid), "{name} (pid {pid}) still runs after down");
+        }
+        assert!(!self.dir().exists(), "down leaves the run dir behind");
+        took
+    }
 }
 
 impl Drop for Cluster {
