@@ -3,8 +3,12 @@
 //! is wrong with it is known: truncated, malformed, too slow, too large, not a video; the upload
 //! is dropped with it, which discards the partial file and frees the video for a retry.
 
-use std::pin::pin;
+use std::cell::RefCell;
+use std::pin::{Pin, pin};
+use std::rc::Rc;
+use std::task::{Context, Poll};
 
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::{FromRequest as _, HttpRequest, HttpResponse, web};
 use actors::model::VideoId;
 use actors::upload::Upload;
@@ -47,12 +51,64 @@ impl BodyKind {
     }
 }
 
-/// `POST /upload/:vid-id`.
+/// `POST /upload/:vid-id`. A refusal holds the request body, unread, until its answer has
+/// been sent: actix-http then sees a body still being received and closes the connection after
+/// the answer (`Connection: close`), where a body whose reader had gone would be drained — a
+/// chunked one for as long as the client cares to send it.
 pub async fn upload(
     state: web::Data<StreamState>,
     req: HttpRequest,
     path: web::Path<String>,
     payload: web::Payload,
+) -> HttpResponse {
+    let body = Held(Rc::new(RefCell::new(payload.into_inner())));
+    let hold = body.clone();
+    match receive(state, req, path, body).await {
+        Ok(created) => created,
+        Err(refused) => actix_web::ResponseError::error_response(&refused)
+            .map_body(|_, answer| Holding { answer, _body: hold })
+            .map_into_boxed_body(),
+    }
+}
+
+/// The request body, shared between the upload that reads it and the refusal that holds it.
+#[derive(Clone)]
+struct Held(Rc<RefCell<actix_web::dev::Payload>>);
+
+impl Stream for Held {
+    type Item = Result<Bytes, actix_web::error::PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.borrow_mut().poll_next_unpin(cx)
+    }
+}
+
+/// A refusal's body, with the request body it keeps from being dropped until it is sent.
+struct Holding<B> {
+    answer: B,
+    _body: Held,
+}
+
+impl<B: MessageBody + Unpin> MessageBody for Holding<B> {
+    type Error = B::Error;
+
+    fn size(&self) -> BodySize {
+        self.answer.size()
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.answer).poll_next(cx)
+    }
+}
+
+async fn receive(
+    state: web::Data<StreamState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: Held,
 ) -> Result<HttpResponse, AppError> {
     // The id first: a malformed one is 400 whoever asks, and never reaches the file system.
     let id: VideoId = path.parse()?;

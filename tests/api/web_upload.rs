@@ -59,7 +59,19 @@ async fn slow_upload(
     framing: Framing,
     first: Vec<u8>,
 ) -> Seen {
-    let s = TcpStream::connect(host_of(&app.web)).await.expect("connect");
+    slow_upload_to(&app.web, vid, cookie, content_type, framing, first).await
+}
+
+/// [`slow_upload`] to the service at `base`.
+async fn slow_upload_to(
+    base: &str,
+    vid: &str,
+    cookie: Option<&str>,
+    content_type: &str,
+    framing: Framing,
+    first: Vec<u8>,
+) -> Seen {
+    let s = TcpStream::connect(host_of(base)).await.expect("connect");
     let (mut rd, mut wr) = s.into_split();
     let cookie = cookie.map(|c| format!("Cookie: {c}\r\n")).unwrap_or_default();
     let length = match framing {
@@ -69,7 +81,7 @@ async fn slow_upload(
     let head = format!(
         "POST /upload/{vid} HTTP/1.1\r\nHost: {}\r\n{cookie}Content-Type: {content_type}\r\n\
          {length}\r\n\r\n",
-        host_of(&app.web)
+        host_of(base)
     );
     wr.write_all(head.as_bytes()).await.expect("the head is written");
     let sent = Arc::new(AtomicUsize::new(0));
@@ -244,6 +256,27 @@ async fn a_chunked_file_over_the_limit_is_refused_with_413_and_not_drained() {
             .await;
     // Closed like a sized body, not drained to its end as actix-http would drain a chunked
     // body whose reader had gone.
+    assert_refused_early(&seen, 413, "008");
+}
+
+/// The stream service itself, as nginx reaches it in a cluster: a chunked body over the limit
+/// is refused and the connection closed, not drained (actix-http drains a chunked body whose
+/// reader has gone, here 20 MiB over 8 s, unless the refusal holds the body until it is sent).
+#[actix_web::test]
+async fn the_stream_closes_rather_than_drains_a_chunked_file_over_the_limit() {
+    let app = TestApp::spawn_with(|c| c.max_upload_bytes = 1 << 20).await;
+    let gus = app.register("gus").await;
+    let vid = app.create_video(&gus, "too big, chunked").await;
+    let cookie = jar_of(&gus).header();
+    let seen = slow_upload_to(
+        &app.stream,
+        &vid,
+        cookie.as_deref(),
+        "video/mp4",
+        Framing::Chunked,
+        fake_mp4(STEP),
+    )
+    .await;
     assert_refused_early(&seen, 413, "008");
 }
 
