@@ -28,7 +28,7 @@ SCHED=127.0.0.1:$(port)
 # The limiter is opened wide: this measures the proxy, not the per-client token bucket.
 "$BIN" --data-dir "$DATA" --web-addr $WEB --api-addr $API --stream-addr $STREAM \
   --scheduler-addr $SCHED --stream-rate 1000000 --stream-burst 1000000 \
-  --max-streams 4096 >"$DATA/log" 2>&1 &
+  --max-streams 4096 --max-streams-per-client 4096 >"$DATA/log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DATA"' EXIT
 for _ in $(seq 100); do curl -fs "http://$WEB/healthz" >/dev/null && break; sleep 0.1; done

@@ -23,7 +23,7 @@ use rand::RngCore as _;
 
 use crate::config::{BlobSettings, Config, Database, Role};
 use crate::scheduler::{self, Runner};
-use services::{start_api, start_scheduler, start_stream, start_web};
+use services::{StreamApp, start_api, start_scheduler, start_stream, start_web};
 
 /// SQLite threads: readers run beside the one writer WAL allows; more than this only queues.
 const STORE_THREADS: usize = 4;
@@ -360,6 +360,7 @@ impl Node {
 
         let mut servers = Vec::new();
         let mut scheduler = None;
+        let mut stream_app = None;
         let stores = opened.map(|opened| Stores::start(opened, redis, &common.config));
         if let Some(stores) = &stores {
             if let Some(s3) = stores.blobs.s3() {
@@ -385,12 +386,14 @@ impl Node {
                 log::info!("api service listening on {}", urls.api);
             }
             if let Some(l) = stream_l {
-                servers.push(start_stream(&common, stores, l)?);
+                let app = StreamApp::new(&common, stores)?;
+                servers.push(start_stream(&common, stores, &app, l)?);
                 log::info!("stream service listening on {}", urls.stream);
+                stream_app = Some(app);
             }
         }
         if let Some(l) = web_l {
-            servers.push(start_web(&common, l)?);
+            servers.push(start_web(&common, stream_app.as_ref(), l)?);
             log::info!("web service listening on {}", urls.public_origin);
         }
         let handles = StopHandle(servers.iter().map(|s| s.handle()).collect());

@@ -71,33 +71,53 @@ pub(super) fn start_api(
     .map_err(io_err("starting api"))
 }
 
+/// What the stream's routes work on: its state (one `StreamLimiter`, whichever origin a request
+/// came in by), its sessions, and the registry its metrics are in.
+pub(super) struct StreamApp {
+    state: web::Data<stream::StreamState>,
+    auth: web::Data<AuthState>,
+    registry: prometheus::Registry,
+}
+
+impl StreamApp {
+    pub(super) fn new(common: &Common, stores: &Stores) -> Result<Self, StartError> {
+        let auth = auth_state(common, stores);
+        let registry = registry(stores)?;
+        let metrics =
+            stream::StreamMetrics::register(&registry).map_err(metrics_error("stream metrics"))?;
+        let config = &common.config;
+        let state = web::Data::new(stream::StreamState {
+            store: stores.store.clone(),
+            sessions: stores.sessions.clone(),
+            blobs: stores.blobs.clone(),
+            playback: config.storage.playback,
+            signed_url_ttl: config.storage.signed_url_ttl(),
+            limiter: start_limiter(config, stores),
+            uploads: stores.uploads.clone(),
+            receive_pace: config.receive_pace(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            metrics,
+        });
+        Ok(StreamApp { state, auth, registry })
+    }
+
+    /// The stream's routes, on any service's app.
+    fn configure(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+        let (auth, state) = (self.auth.clone(), self.state.clone());
+        move |cfg| {
+            cfg.app_data(auth.clone()).app_data(state.clone()).configure(stream::routes);
+        }
+    }
+}
+
 pub(super) fn start_stream(
     common: &Common,
     stores: &Stores,
+    app: &StreamApp,
     l: TcpListener,
 ) -> Result<actix_web::dev::Server, StartError> {
-    let auth = auth_state(common, stores);
-    let registry = registry(stores)?;
-    let metrics =
-        stream::StreamMetrics::register(&registry).map_err(metrics_error("stream metrics"))?;
-    let config = &common.config;
-    let state = web::Data::new(stream::StreamState {
-        store: stores.store.clone(),
-        sessions: stores.sessions.clone(),
-        blobs: stores.blobs.clone(),
-        playback: config.storage.playback,
-        signed_url_ttl: config.storage.signed_url_ttl(),
-        limiter: start_limiter(config, stores),
-        uploads: stores.uploads.clone(),
-        receive_pace: config.receive_pace(),
-        trusted_proxies: config.trusted_proxies.clone(),
-        metrics,
-    });
-    let service = Service::new("stream", registry, config);
-    server::serve(l, service, stores.health(), move |cfg| {
-        cfg.app_data(auth.clone()).app_data(state.clone()).configure(stream::routes);
-    })
-    .map_err(io_err("starting stream"))
+    let service = Service::new("stream", app.registry.clone(), &common.config);
+    server::serve(l, service, stores.health(), app.configure()).map_err(io_err("starting stream"))
 }
 
 /// The StreamLimiter, started once per stream service on the System arbiter.
@@ -135,12 +155,17 @@ pub(super) fn start_scheduler(
     .map_err(io_err("starting scheduler"))
 }
 
+/// The web; `stream` is this process's stream service, when it has one and the web is to use
+/// it (no `--stream-url` elsewhere): the public origin then serves `/videos/*` and `/upload/*`
+/// with the stream's own handlers, state and limiter, rather than relaying them over loopback
+/// to the same process.
 pub(super) fn start_web(
     common: &Common,
+    stream: Option<&StreamApp>,
     l: TcpListener,
 ) -> Result<actix_web::dev::Server, StartError> {
-    // The web service reaches the api and stream by their URLs even in one process, so that
-    // `--role web` takes the same code path.
+    // Otherwise the web service reaches the api and stream by their URLs even in one process,
+    // so that `--role web` takes the same code path.
     let state = web::Data::new(web_service::WebState {
         api: common.urls.api.clone(),
         stream: common.urls.stream.clone(),
@@ -149,6 +174,13 @@ pub(super) fn start_web(
         blob_store: common.config.storage.blob_store,
     });
     let service = Service::new("web", prometheus::Registry::new(), &common.config);
-    server::serve(l, service, Health::Up, move |cfg| web_service::routes(cfg, state.clone()))
-        .map_err(io_err("starting web"))
+    let media = stream.filter(|_| common.config.stream_url.is_none()).map(StreamApp::configure);
+    server::serve(l, service, Health::Up, move |cfg| {
+        web_service::routes(cfg, state.clone());
+        match &media {
+            Some(stream_routes) => stream_routes(cfg),
+            None => web_service::media_proxy_routes(cfg),
+        }
+    })
+    .map_err(io_err("starting web"))
 }

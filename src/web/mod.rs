@@ -141,13 +141,18 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<WebState>) {
         .route("/u/{username}", web::get().to(pages::user))
         // Resources, not bare routes, so that a wrong method gets 405 rather than 404.
         .service(web::resource("/api").route(web::post().to(forward::forward)))
-        .service(
-            web::resource("/videos/{vid}")
-                .route(web::get().to(proxy::playback))
-                .route(web::head().to(proxy::playback)),
-        )
-        .service(web::resource("/upload/{vid}").route(web::post().to(upload::upload)))
-        .service(web::resource("/upload/{vid}/ticket").route(web::post().to(direct::ticket)))
-        .service(web::resource("/upload/{vid}/complete").route(web::post().to(direct::complete)))
         .route("/statics/{name}", web::get().to(statics));
+}
+
+/// `/videos/*` and `/upload/*` relayed to the stream service at its URL: for a web service
+/// without a stream service of its own to use (with one, the stream's own routes serve them).
+pub fn media_proxy_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/videos/{vid}")
+            .route(web::get().to(proxy::playback))
+            .route(web::head().to(proxy::playback)),
+    )
+    .service(web::resource("/upload/{vid}").route(web::post().to(upload::upload)))
+    .service(web::resource("/upload/{vid}/ticket").route(web::post().to(direct::ticket)))
+    .service(web::resource("/upload/{vid}/complete").route(web::post().to(direct::complete)));
 }
