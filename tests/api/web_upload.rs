@@ -49,21 +49,10 @@ enum Framing {
     Chunked,
 }
 
-/// `POST /upload/:vid` on the web over a raw socket: `TOTAL` bytes of `content_type`, `first`
-/// then filler at a steady trickle, while the answer is read.
+/// `POST /upload/:vid` to the service at `base` (the web, or the stream itself) over a raw
+/// socket: `TOTAL` bytes of `content_type`, `first` then filler at a steady trickle, while the
+/// answer is read.
 async fn slow_upload(
-    app: &TestApp,
-    vid: &str,
-    cookie: Option<&str>,
-    content_type: &str,
-    framing: Framing,
-    first: Vec<u8>,
-) -> Seen {
-    slow_upload_to(&app.web, vid, cookie, content_type, framing, first).await
-}
-
-/// [`slow_upload`] to the service at `base`.
-async fn slow_upload_to(
     base: &str,
     vid: &str,
     cookie: Option<&str>,
@@ -186,7 +175,7 @@ async fn not_a_video_is_refused_with_415_before_the_body_is_sent() {
     let vid = app.create_video(&amy, "text").await;
     let cookie = jar_of(&amy).header();
     let seen =
-        slow_upload(&app, &vid, cookie.as_deref(), "video/mp4", Framing::Sized, not_a_video())
+        slow_upload(&app.web, &vid, cookie.as_deref(), "video/mp4", Framing::Sized, not_a_video())
             .await;
     assert_refused_early(&seen, 415, "009");
 }
@@ -198,7 +187,7 @@ async fn an_uploaded_video_is_refused_with_409_before_the_body_is_sent() {
     let vid = crate::stream_support::ready_video(&app, &ben, &fake_mp4(10_000)).await;
     let cookie = jar_of(&ben).header();
     let seen =
-        slow_upload(&app, &vid, cookie.as_deref(), "video/mp4", Framing::Sized, fake_mp4(STEP))
+        slow_upload(&app.web, &vid, cookie.as_deref(), "video/mp4", Framing::Sized, fake_mp4(STEP))
             .await;
     assert_refused_early(&seen, 409, "007");
 }
@@ -208,7 +197,7 @@ async fn no_session_is_refused_with_401_before_the_body_is_sent() {
     let app = TestApp::spawn().await;
     let cat = app.register("cat").await;
     let vid = app.create_video(&cat, "anonymous").await;
-    let seen = slow_upload(&app, &vid, None, "video/mp4", Framing::Sized, fake_mp4(STEP)).await;
+    let seen = slow_upload(&app.web, &vid, None, "video/mp4", Framing::Sized, fake_mp4(STEP)).await;
     assert_refused_early(&seen, 401, "002");
 }
 
@@ -219,7 +208,7 @@ async fn an_unknown_video_is_refused_with_404_before_the_body_is_sent() {
     let cookie = jar_of(&dan).header();
     let vid = "0190a0b0-0000-7000-8000-00000000dead";
     let seen =
-        slow_upload(&app, vid, cookie.as_deref(), "video/mp4", Framing::Sized, fake_mp4(STEP))
+        slow_upload(&app.web, vid, cookie.as_deref(), "video/mp4", Framing::Sized, fake_mp4(STEP))
             .await;
     assert_refused_early(&seen, 404, "006");
 }
@@ -240,7 +229,7 @@ async fn a_file_over_the_limit_is_refused_with_413_as_the_limit_is_crossed() {
     .into_bytes();
     first.extend(fake_mp4(STEP));
     let ct = format!("multipart/form-data; boundary={boundary}");
-    let seen = slow_upload(&app, &vid, cookie.as_deref(), &ct, Framing::Sized, first).await;
+    let seen = slow_upload(&app.web, &vid, cookie.as_deref(), &ct, Framing::Sized, first).await;
     assert_refused_early(&seen, 413, "008");
     assert!(seen.sent_at_answer > 1 << 20, "413 came once the limit was crossed: {seen:#?}");
 }
@@ -251,9 +240,15 @@ async fn a_chunked_file_over_the_limit_is_refused_with_413_and_not_drained() {
     let gus = app.register("gus").await;
     let vid = app.create_video(&gus, "too big, chunked").await;
     let cookie = jar_of(&gus).header();
-    let seen =
-        slow_upload(&app, &vid, cookie.as_deref(), "video/mp4", Framing::Chunked, fake_mp4(STEP))
-            .await;
+    let seen = slow_upload(
+        &app.web,
+        &vid,
+        cookie.as_deref(),
+        "video/mp4",
+        Framing::Chunked,
+        fake_mp4(STEP),
+    )
+    .await;
     // Closed like a sized body, not drained to its end as actix-http would drain a chunked
     // body whose reader had gone.
     assert_refused_early(&seen, 413, "008");
@@ -268,7 +263,7 @@ async fn the_stream_closes_rather_than_drains_a_chunked_file_over_the_limit() {
     let gus = app.register("gus").await;
     let vid = app.create_video(&gus, "too big, chunked").await;
     let cookie = jar_of(&gus).header();
-    let seen = slow_upload_to(
+    let seen = slow_upload(
         &app.stream,
         &vid,
         cookie.as_deref(),
