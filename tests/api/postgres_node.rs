@@ -170,3 +170,26 @@ async fn the_api_runs_on_postgres() {
     let r = app.api(Method::POST, &comments, Some(&bob.session), Some(json!({"content": "x"})));
     r.await.assert_error(401, "002");
 }
+
+/// Connections that sat idle in the pool while PostgreSQL restarted are dead; the first
+/// requests after the restart still succeed (a dead connection is opened again by its first
+/// statement), rather than each stale connection failing one request.
+#[actix::test]
+async fn requests_after_a_restart_succeed_on_connections_that_idled_through_it() {
+    let Some(mut pg) = Postgres::start().await else { return };
+    let app = node_on(&pg).await;
+    let alice = app.register("alice").await;
+    let burst = || {
+        futures_util::future::join_all(
+            (0..16).map(|_| app.api(Method::GET, "/user/alice", Some(&alice.session), None)),
+        )
+    };
+    // Every pooled connection opened and put back.
+    for r in burst().await {
+        r.assert_status(200);
+    }
+    pg.restart().await;
+    for r in burst().await {
+        r.assert_status(200);
+    }
+}
