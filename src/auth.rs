@@ -5,7 +5,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix::Addr;
+use actix_web::cookie::Cookie;
 use actix_web::http::Method;
+use actix_web::http::header::{self, HeaderMap};
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest, dev::Payload, web};
 use actors::model::User;
 use actors::session::{ResolveSession, Session, SessionToken};
@@ -32,11 +34,27 @@ enum Source {
     Cookie,
 }
 
-fn presented(req: &HttpRequest) -> Option<(String, Source)> {
-    if let Some(v) = req.headers().get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
+/// The session id a request presents, and where: the header, else the cookie. Cookies are read
+/// as actix-web's `HttpRequest::cookie` reads them (one malformed cookie hides them all), so the
+/// stream's own front (`stream::front`), which has headers but no `HttpRequest`, agrees with it.
+fn presented(headers: &HeaderMap) -> Option<(String, Source)> {
+    if let Some(v) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) {
         return Some((v.trim().to_owned(), Source::Header));
     }
-    req.cookie(SESSION_COOKIE).map(|c| (c.value().to_owned(), Source::Cookie))
+    let mut cookies = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        let value = value.to_str().ok()?;
+        for one in value.split(';').map(str::trim).filter(|c| !c.is_empty()) {
+            cookies.push(Cookie::parse_encoded(one).ok()?);
+        }
+    }
+    let session = cookies.into_iter().find(|c| c.name() == SESSION_COOKIE)?;
+    Some((session.value().to_owned(), Source::Cookie))
+}
+
+/// The session token `headers` present, if any is well formed.
+pub fn presented_token(headers: &HeaderMap) -> Option<SessionToken> {
+    presented(headers).and_then(|(raw, _)| SessionToken::from_client(&raw))
 }
 
 fn state_changing(method: &Method) -> bool {
@@ -80,7 +98,7 @@ pub async fn caller(req: &HttpRequest) -> Result<Option<(User, SessionToken)>, A
     if let Some(Resolved(known)) = req.extensions().get::<Resolved>() {
         return Ok(known.clone());
     }
-    let found = match presented(req).and_then(|(raw, _)| SessionToken::from_client(&raw)) {
+    let found = match presented_token(req.headers()) {
         None => None,
         Some(token) => {
             let state = auth_state(req)?;
@@ -93,7 +111,7 @@ pub async fn caller(req: &HttpRequest) -> Result<Option<(User, SessionToken)>, A
 }
 
 async fn resolve(req: HttpRequest) -> Result<Option<(User, SessionToken)>, AppError> {
-    let Some((_, source)) = presented(&req) else { return Ok(None) };
+    let Some((_, source)) = presented(req.headers()) else { return Ok(None) };
     check_origin(&req, source, &*auth_state(&req)?)?;
     caller(&req).await
 }

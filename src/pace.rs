@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 /// The least a peer must move per window once it holds a transfer up.
@@ -135,6 +136,10 @@ impl<T> PacedIo<T> {
         Self { io, pace: Pace::new(rule, Instant::now()), timer: None }
     }
 
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+
     fn paced(
         &mut self,
         cx: &mut Context<'_>,
@@ -150,6 +155,29 @@ impl<T> PacedIo<T> {
                 Poll::Pending
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl PacedIo<TcpStream> {
+    /// A write the socket does itself (`sendfile`, `send` with `MSG_MORE`): `op` runs when the
+    /// socket is writable, and is paced like every other write.
+    pub fn poll_send(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&TcpStream) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let r = match self.io.poll_write_ready(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => match self.io.try_io(Interest::WRITABLE, || op(&self.io)) {
+                    // The readiness was stale: wait for the next.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    r => Poll::Ready(r),
+                },
+            };
+            return self.paced(cx, r);
         }
     }
 }

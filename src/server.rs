@@ -1,14 +1,21 @@
 //! What every service shares: request logging, Prometheus metrics, `/healthz`, the API error
 //! format for extractor failures, unknown paths and wrong methods.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_http::{HttpService, Protocol, error::DispatchError};
 use actix_server::Server;
-use actix_service::{ServiceFactoryExt as _, fn_service, map_config};
+use actix_service::{Service as _, ServiceFactory as _, fn_factory, fn_service, map_config};
 use actix_web::dev::AppConfig;
 use actix_web::rt::net::TcpStream;
+use bytes::Bytes;
+use futures_util::future::LocalBoxFuture;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use actix::Addr;
 use actix_web::body::MessageBody;
@@ -100,7 +107,12 @@ async fn common_headers(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let mut res = next.call(req).await?;
-    let headers = res.headers_mut();
+    add_common_headers(res.headers_mut());
+    Ok(res)
+}
+
+/// What [`common_headers`] does to an answer; the stream's front does it to its own.
+pub fn add_common_headers(headers: &mut header::HeaderMap) {
     if headers.get(header::CONTENT_TYPE).is_some_and(|v| v == "application/json") {
         headers.insert(
             header::CONTENT_TYPE,
@@ -108,7 +120,6 @@ async fn common_headers(
         );
     }
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
-    Ok(res)
 }
 
 /// What tells one service's server from another's: its name (a metrics label), its metrics
@@ -138,19 +149,33 @@ fn metrics(service: &str, registry: prometheus::Registry) -> PrometheusMetrics {
 }
 
 /// How long a connection may take to send a request head, and stay idle between requests.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-const KEEP_ALIVE: Duration = Duration::from_secs(5);
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// How long an answer sent before its request body was read lingers for the client to read it.
 const LINGER: Duration = Duration::from_secs(1);
+
+/// What may take each connection before actix-web does: it answers requests itself, and either
+/// ends the connection (`None`) or hands it over with the bytes it read and did not answer (the
+/// stream's playback front, `crate::stream::front`).
+pub type Front = Arc<
+    dyn Fn(PacedIo<TcpStream>, Option<SocketAddr>) -> LocalBoxFuture<'static, Option<HandOff>>
+        + Send
+        + Sync,
+>;
+
+/// A connection handed to actix-web, with the bytes already read from it.
+pub type HandOff = (PacedIo<TcpStream>, Bytes);
 
 /// Starts one service's HTTP server on `listener` with everything every service shares plus
 /// the routes and app data `configure` adds. The server owns the accept path (actix-server with
 /// actix-http's HTTP/1 service, as actix-web's `HttpServer` builds it) so that every connection
 /// is wrapped in [`PacedIo`]: a client that stops reading its response loses the connection.
+/// With a `front`, each connection meets it first.
 pub fn serve<F>(
     listener: TcpListener,
     service: Service,
     health: Health,
+    front: Option<Front>,
     configure: F,
 ) -> std::io::Result<Server>
 where
@@ -176,26 +201,110 @@ where
     };
     let server = actix_server::Server::build()
         .listen(format!("douyin-{addr}"), listener, move || {
-            let http = HttpService::build()
-                .keep_alive(KEEP_ALIVE)
-                .client_request_timeout(HEAD_TIMEOUT)
-                .client_disconnect_timeout(LINGER)
-                .local_addr(addr)
-                .finish(map_config(app(), |_| AppConfig::default()));
-            fn_service(move |io: TcpStream| async move {
-                // Small answers go out at once rather than waiting for Nagle's timer.
-                io.set_nodelay(true)?;
-                let peer = io.peer_addr().ok();
-                Ok::<_, std::io::Error>((PacedIo::new(io, send_pace), Protocol::Http1, peer))
+            let http = Rc::new(
+                HttpService::build()
+                    .keep_alive(KEEP_ALIVE)
+                    .client_request_timeout(HEAD_TIMEOUT)
+                    .client_disconnect_timeout(LINGER)
+                    .local_addr(addr)
+                    .finish(map_config(app(), |_| AppConfig::default())),
+            );
+            let front = front.clone();
+            fn_factory(move || {
+                let (http, front) = (http.clone(), front.clone());
+                async move {
+                    let http = Rc::new(http.new_service(()).await?);
+                    Ok::<_, ()>(fn_service(move |io: TcpStream| {
+                        connection(io, send_pace, front.clone(), http.clone())
+                    }))
+                }
             })
-            .map_err(|e| {
-                log::warn!("accepting a connection: {e}");
-                DispatchError::Io(e)
-            })
-            .and_then(http)
         })?
         .disable_signals()
         .shutdown_timeout(5)
         .run();
     Ok(server)
+}
+
+/// One accepted connection: paced, offered to the front, then served by actix-http.
+async fn connection<S>(
+    io: TcpStream,
+    send_pace: MinRate,
+    front: Option<Front>,
+    http: Rc<S>,
+) -> Result<(), DispatchError>
+where
+    S: actix_service::Service<
+            (Prefixed<PacedIo<TcpStream>>, Protocol, Option<SocketAddr>),
+            Response = (),
+            Error = DispatchError,
+        >,
+{
+    // Small answers go out at once rather than waiting for Nagle's timer.
+    if let Err(e) = io.set_nodelay(true) {
+        log::warn!("accepting a connection: {e}");
+        return Err(DispatchError::Io(e));
+    }
+    let peer = io.peer_addr().ok();
+    let io = PacedIo::new(io, send_pace);
+    let (io, read) = match front {
+        None => (io, Bytes::new()),
+        Some(front) => match front(io, peer).await {
+            None => return Ok(()),
+            Some(handed) => handed,
+        },
+    };
+    http.call((Prefixed { read, io }, Protocol::Http1, peer)).await
+}
+
+/// A connection whose first bytes were read by someone else: they are read again first.
+pub struct Prefixed<T> {
+    read: Bytes,
+    io: T,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.read.is_empty() {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        let n = this.read.len().min(buf.remaining());
+        buf.put_slice(&this.read.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }

@@ -38,17 +38,22 @@ impl Role {
     }
 }
 
-/// How playback reads local video files (see `actors::blob::ReadMode`).
+/// How playback reads local video files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BlobRead {
+    /// The stream port's own front sends files with `sendfile(2)` (`stream::front`); answers
+    /// made by actix-web (the web origin's `/videos/*`) read them with `pread`.
+    Sendfile,
+    /// actix-web everywhere, reading windows with `pread` (see `actors::blob::ReadMode`).
     Pread,
+    /// actix-web everywhere, reading windows from memory maps.
     Mmap,
 }
 
 impl From<BlobRead> for actors::blob::ReadMode {
     fn from(r: BlobRead) -> Self {
         match r {
-            BlobRead::Pread => actors::blob::ReadMode::Pread,
+            BlobRead::Sendfile | BlobRead::Pread => actors::blob::ReadMode::Pread,
             BlobRead::Mmap => actors::blob::ReadMode::Mmap,
         }
     }
@@ -147,9 +152,10 @@ pub struct Config {
     #[arg(long, env = "DOUYIN_MIN_RECEIVE_RATE", default_value_t = 1024)]
     pub min_receive_rate: u64,
 
-    /// How playback reads local video files: positioned reads (`pread`) or memory maps
-    /// (`mmap`); `bench/stream.sh` compares them.
-    #[arg(long, env = "DOUYIN_BLOB_READ", value_enum, default_value = "pread", hide = true)]
+    /// How playback reads local video files: `sendfile` from the stream's own front, or
+    /// actix-web's body with positioned reads (`pread`) or memory maps (`mmap`);
+    /// `bench/stream.sh` compares them.
+    #[arg(long, env = "DOUYIN_BLOB_READ", value_enum, default_value = "sendfile", hide = true)]
     pub blob_read: BlobRead,
 
     /// Scheduler timer period, in seconds.

@@ -13,7 +13,7 @@ use actors::store::CommentBatcher;
 use super::{Common, StartError, Stores, io_err};
 use crate::api::{self, ApiState};
 use crate::auth::AuthState;
-use crate::config::Config;
+use crate::config::{BlobRead, Config};
 use crate::scheduler::{self, LocalWake, RemoteWake, Runner, SchedulerState, WakeScheduler};
 use crate::server::{self, Health, Service};
 use crate::{stream, web as web_service};
@@ -65,7 +65,7 @@ pub(super) fn start_api(
     });
     let auth = auth_state(common, stores);
     let service = Service::new("api", registry(stores)?, &common.config);
-    server::serve(l, service, stores.health(), move |cfg| {
+    server::serve(l, service, stores.health(), None, move |cfg| {
         cfg.app_data(state.clone()).app_data(auth.clone()).configure(api::routes);
     })
     .map_err(io_err("starting api"))
@@ -117,7 +117,11 @@ pub(super) fn start_stream(
     l: TcpListener,
 ) -> Result<actix_web::dev::Server, StartError> {
     let service = Service::new("stream", app.registry.clone(), &common.config);
-    server::serve(l, service, stores.health(), app.configure()).map_err(io_err("starting stream"))
+    // Local files play through the front with `sendfile(2)` unless told to read them otherwise.
+    let front = (common.config.blob_read == BlobRead::Sendfile)
+        .then(|| stream::front::front(app.state.clone()));
+    server::serve(l, service, stores.health(), front, app.configure())
+        .map_err(io_err("starting stream"))
 }
 
 /// The StreamLimiter, started once per stream service on the System arbiter.
@@ -149,7 +153,7 @@ pub(super) fn start_scheduler(
         internal_token: common.internal_token.clone(),
     });
     let service = Service::new("scheduler", registry, &common.config);
-    server::serve(l, service, stores.health(), move |cfg| {
+    server::serve(l, service, stores.health(), None, move |cfg| {
         cfg.app_data(state.clone()).configure(scheduler::routes);
     })
     .map_err(io_err("starting scheduler"))
@@ -175,7 +179,7 @@ pub(super) fn start_web(
     });
     let service = Service::new("web", prometheus::Registry::new(), &common.config);
     let media = stream.filter(|_| common.config.stream_url.is_none()).map(StreamApp::configure);
-    server::serve(l, service, Health::Up, move |cfg| {
+    server::serve(l, service, Health::Up, None, move |cfg| {
         web_service::routes(cfg, state.clone());
         match &media {
             Some(stream_routes) => stream_routes(cfg),

@@ -2,15 +2,17 @@
 //! proxies only), one `Acquire` per request, and a response body that owns the slot until it
 //! has been fully sent or the connection is gone.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::HeaderMap;
 use actix_web::middleware::Next;
 use actix_web::{ResponseError as _, web};
 use actors::limiter::{Acquire, ClientKey, SlotPermit};
+use actors::model::UserId;
 use bytes::Bytes;
 use prometheus::IntGauge;
 
@@ -21,15 +23,32 @@ use crate::error::AppError;
 
 /// The bucket key: the signed-in user (whichever of their sessions is presented), else the
 /// client IP. An unknown or expired session counts as no session, so made-up ids cannot mint
-/// buckets.
-async fn client_key(req: &ServiceRequest, state: &StreamState) -> ClientKey {
-    if let Ok(Some((user, _))) = caller(req.request()).await {
-        return ClientKey::User(user.id);
+/// buckets. `caller` is the request's resolved session, if any.
+pub(super) fn client_key(
+    caller: Option<UserId>,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+    state: &StreamState,
+) -> ClientKey {
+    if let Some(user) = caller {
+        return ClientKey::User(user);
     }
     // Without a peer address (only in unit-test requests) everyone shares one bucket.
-    let peer = req.peer_addr().map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
-    let xff = req.headers().get_all("x-forwarded-for").filter_map(|v| v.to_str().ok());
+    let peer = peer.map_or(IpAddr::from([0, 0, 0, 0]), |a| a.ip());
+    let xff = headers.get_all("x-forwarded-for").filter_map(|v| v.to_str().ok());
     ClientKey::Ip(client_ip(peer, xff, &state.trusted_proxies))
+}
+
+/// A token and a slot for `client`, or the 429 (or the limiter's failure) to answer with.
+pub(super) async fn admit(state: &StreamState, client: ClientKey) -> Result<Slot, AppError> {
+    match state.limiter.send(Acquire { client }).await? {
+        Ok(permit) => Ok(Slot::new(permit, state.metrics.active.clone())),
+        Err(rejected) => {
+            state.metrics.rejections.inc();
+            log::debug!("stream limiter: {rejected}");
+            Err(AppError::RateLimited { retry_after_secs: rejected.retry_after_secs() })
+        }
+    }
 }
 
 /// Middleware on the stream routes: a token and a slot, or 429 with `Retry-After`.
@@ -41,25 +60,16 @@ pub async fn limit(
         log::error!("StreamState is not registered on the stream service");
         return Err(AppError::Internal.into());
     };
-    let client = client_key(&req, &state).await;
-    let permit = match state.limiter.send(Acquire { client }).await {
-        Ok(Ok(permit)) => permit,
-        Ok(Err(rejected)) => {
-            state.metrics.rejections.inc();
-            log::debug!("stream limiter: {rejected}");
-            let err = AppError::RateLimited { retry_after_secs: rejected.retry_after_secs() };
-            return Ok(req
-                .into_response(err.error_response())
-                .map_body(|_, b| PermitBody::none(b)));
-        }
-        Err(e) => {
-            let err = AppError::from(e);
+    let user = caller(req.request()).await.ok().flatten().map(|(user, _)| user.id);
+    let client = client_key(user, req.peer_addr(), req.headers(), &state);
+    let slot = match admit(&state, client).await {
+        Ok(slot) => slot,
+        Err(err) => {
             return Ok(req
                 .into_response(err.error_response())
                 .map_body(|_, b| PermitBody::none(b)));
         }
     };
-    let slot = Slot::new(permit, state.metrics.active.clone());
     // While the handler runs (an upload), the slot lives in this future: a client that goes
     // away drops the future and with it the slot.
     let res = next.call(req).await?;
@@ -68,7 +78,7 @@ pub async fn limit(
 
 /// A held slot, counted in the active-streams gauge.
 #[derive(Debug)]
-struct Slot {
+pub(super) struct Slot {
     _permit: SlotPermit,
     active: IntGauge,
 }

@@ -1,6 +1,7 @@
 //! The stream service: Range playback and streaming upload behind the StreamLimiter.
 
 mod direct;
+pub mod front;
 mod limit;
 mod playback;
 mod range;
@@ -16,7 +17,7 @@ use actors::limiter::StreamLimiter;
 use actors::session::Session;
 use actors::store::VideoStore;
 use actors::upload::Uploads;
-use prometheus::{IntCounter, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::config::Playback;
 use crate::pace::MinRate;
@@ -46,6 +47,9 @@ pub struct StreamMetrics {
     pub rejections: IntCounter,
     pub bytes_served: IntCounter,
     pub bytes_uploaded: IntCounter,
+    /// Answers of the playback front (`front`), by status: actix-web's request metrics do not
+    /// see them.
+    pub front_requests: IntCounterVec,
 }
 
 impl StreamMetrics {
@@ -71,11 +75,16 @@ impl StreamMetrics {
                 "stream_bytes_uploaded_total",
                 "upload bytes received",
             ))?,
+            front_requests: IntCounterVec::new(
+                opts("stream_front_requests_total", "playback answers sent by the stream's front"),
+                &["status"],
+            )?,
         };
         registry.register(Box::new(m.active.clone()))?;
         registry.register(Box::new(m.rejections.clone()))?;
         registry.register(Box::new(m.bytes_served.clone()))?;
         registry.register(Box::new(m.bytes_uploaded.clone()))?;
+        registry.register(Box::new(m.front_requests.clone()))?;
         Ok(m)
     }
 }

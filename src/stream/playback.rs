@@ -14,7 +14,7 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder, web};
 use actors::blob::{BlobReader, READ_BUF};
-use actors::model::{BlobLocation, VideoId};
+use actors::model::{self, BlobLocation, VideoId};
 use actors::store::GetPlayable;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -54,15 +54,88 @@ fn validated(status: StatusCode, v: &Validators) -> HttpResponseBuilder {
     res
 }
 
-/// `GET`/`HEAD /videos/:vid-id`.
+/// How a playback request is answered.
+pub(super) enum Answer {
+    /// Whole, with no bytes of the video: 304, 302 or 416.
+    Done(HttpResponse),
+    /// Bytes of the video under `res`'s status and headers.
+    Video(Video),
+}
+
+/// Bytes `first..first + len` of a video (announced but not sent for HEAD).
+pub(super) struct Video {
+    pub res: HttpResponseBuilder,
+    pub reader: Arc<dyn BlobReader>,
+    pub location: BlobLocation,
+    pub first: u64,
+    pub len: u64,
+    pub head: bool,
+}
+
+/// `GET`/`HEAD /videos/:vid-id` on actix-web.
 pub async fn play(
     state: web::Data<StreamState>,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
-    // A malformed id is refused here, before any lookup or file access.
-    let id: VideoId = path.parse()?;
-    let video = state.store.send(GetPlayable { id }).await??;
+    Ok(match answer(&state, req.method(), req.headers(), &path).await? {
+        Answer::Done(res) => res,
+        Answer::Video(video) => video.into_response(&state.metrics.bytes_served),
+    })
+}
+
+impl Video {
+    /// The answer with a body that reads the file a few windows ahead of the socket (or relays
+    /// one ranged GET of the object).
+    fn into_response(self, served: &IntCounter) -> HttpResponse {
+        let Video { mut res, reader, location, first, len, head } = self;
+        let served = served.clone();
+        match location {
+            BlobLocation::File => res.body(FileBody::new(reader, first, len, head, served)),
+            // One ranged GET to the store, relayed as it arrives (a round trip per window would
+            // cost more than the bytes).
+            BlobLocation::ObjectStore if head => {
+                res.body(SizedStream::new(len, futures_util::stream::empty::<io::Result<Bytes>>()))
+            }
+            BlobLocation::ObjectStore => {
+                let chunks = reader.read_stream(first, len).inspect(move |chunk| {
+                    if let Ok(chunk) = chunk {
+                        served.inc_by(chunk.len() as u64);
+                    }
+                });
+                res.body(SizedStream::new(len, chunks))
+            }
+        }
+    }
+}
+
+/// The answer to a `method` (GET or HEAD) request for the video `raw_id` with `headers`: the
+/// one decision both fronts (actix-web's handler, and `super::front`) send out.
+pub(super) async fn answer(
+    state: &StreamState,
+    method: &Method,
+    headers: &HeaderMap,
+    raw_id: &str,
+) -> Result<Answer, AppError> {
+    let video = look_up(state, raw_id).await?;
+    answer_for(state, method, headers, video).await
+}
+
+/// The ready video `raw_id` names. A malformed id is refused here, before any lookup or file
+/// access.
+pub(super) async fn look_up(state: &StreamState, raw_id: &str) -> Result<model::Video, AppError> {
+    let id: VideoId = raw_id.parse()?;
+    Ok(state.store.send(GetPlayable { id }).await??)
+}
+
+/// [`answer`] once the video has been looked up.
+pub(super) async fn answer_for(
+    state: &StreamState,
+    method: &Method,
+    headers: &HeaderMap,
+    video: model::Video,
+) -> Result<Answer, AppError> {
+    let id = video.id;
     // `GetPlayable` returns only ready videos, and a ready video has its file.
     let file = video.file.ok_or(AppError::NotFound("video not uploaded"))?;
     let secs = u64::try_from(file.uploaded_at.unix_timestamp()).unwrap_or(0);
@@ -70,7 +143,6 @@ pub async fn play(
         etag: format!("\"{}\"", file.sha256),
         last_modified: UNIX_EPOCH + Duration::from_secs(secs),
     };
-    let headers = req.headers();
 
     // RFC 9110 §13.2.2: If-Match, else If-Unmodified-Since; then If-None-Match, else
     // If-Modified-Since; then If-Range.
@@ -88,7 +160,7 @@ pub async fn play(
             .is_some_and(|ims| range::not_modified_since(ims, &v)),
     };
     if not_modified {
-        return Ok(validated(StatusCode::NOT_MODIFIED, &v).finish());
+        return Ok(Answer::Done(validated(StatusCode::NOT_MODIFIED, &v).finish()));
     }
     // Redirected playback: the visibility check and the limiter's token are behind us, so a
     // GET goes to a signed URL of the object and its bytes flow from the store; a HEAD is
@@ -96,19 +168,21 @@ pub async fn play(
     let location = file.location;
     if let (Playback::Redirect, BlobLocation::ObjectStore, Some(s3)) =
         (state.playback, location, state.blobs.s3())
-        && req.method() == Method::GET
+        && method == Method::GET
     {
         let url = s3.presign_get(id, state.signed_url_ttl);
-        return Ok(HttpResponse::Found()
-            .insert_header((header::LOCATION, url.as_str()))
-            // The URL expires; nobody may keep the redirect.
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .finish());
+        return Ok(Answer::Done(
+            HttpResponse::Found()
+                .insert_header((header::LOCATION, url.as_str()))
+                // The URL expires; nobody may keep the redirect.
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish(),
+        ));
     }
 
     // Ranges are defined for GET only; HEAD describes the whole file.
     let selection = match header_str(headers, header::RANGE) {
-        Some(r) if req.method() == Method::GET => {
+        Some(r) if method == Method::GET => {
             let if_range = header_str(headers, header::IF_RANGE);
             if if_range.is_none_or(|ir| range::if_range_matches(ir, &v)) {
                 range::select(r, file.size)
@@ -122,9 +196,11 @@ pub async fn play(
         Selection::Full => (StatusCode::OK, 0, file.size.saturating_sub(1)),
         Selection::Partial { first, last } => (StatusCode::PARTIAL_CONTENT, first, last),
         Selection::Unsatisfiable => {
-            return Ok(validated(StatusCode::RANGE_NOT_SATISFIABLE, &v)
-                .insert_header((header::CONTENT_RANGE, format!("bytes */{}", file.size)))
-                .json(AppError::body("range not satisfiable", ErrorCode::BadRequest)));
+            return Ok(Answer::Done(
+                validated(StatusCode::RANGE_NOT_SATISFIABLE, &v)
+                    .insert_header((header::CONTENT_RANGE, format!("bytes */{}", file.size)))
+                    .json(AppError::body("range not satisfiable", ErrorCode::BadRequest)),
+            ));
         }
     };
 
@@ -154,24 +230,8 @@ pub async fn play(
         res.insert_header((header::CONTENT_RANGE, format!("bytes {first}-{last}/{}", file.size)));
     }
     let len = if file.size == 0 { 0 } else { last - first + 1 };
-    let served = state.metrics.bytes_served.clone();
-    let head = req.method() == Method::HEAD;
-    Ok(match location {
-        BlobLocation::File => res.body(FileBody::new(reader, first, len, head, served)),
-        // One ranged GET to the store, relayed as it arrives (a round trip per window would
-        // cost more than the bytes).
-        BlobLocation::ObjectStore if head => {
-            res.body(SizedStream::new(len, futures_util::stream::empty::<io::Result<Bytes>>()))
-        }
-        BlobLocation::ObjectStore => {
-            let chunks = reader.read_stream(first, len).inspect(move |chunk| {
-                if let Ok(chunk) = chunk {
-                    served.inc_by(chunk.len() as u64);
-                }
-            });
-            res.body(SizedStream::new(len, chunks))
-        }
-    })
+    let head = method == Method::HEAD;
+    Ok(Answer::Video(Video { res, reader, location, first, len, head }))
 }
 
 type Read = Pin<Box<dyn Future<Output = io::Result<Bytes>> + Send>>;

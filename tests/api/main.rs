@@ -43,6 +43,7 @@ mod store_accounts;
 mod store_actors;
 mod stream_direct;
 mod stream_direct_reconcile;
+mod stream_front;
 mod stream_hostile;
 mod stream_limiter;
 mod stream_playback;

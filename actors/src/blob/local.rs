@@ -1,9 +1,11 @@
 //! The local-directory backend: one file per video. An upload is written to a temporary file,
 //! made durable, then renamed into place, so a file is either complete or absent.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -20,6 +22,43 @@ pub struct LocalBlobs {
     read_mode: ReadMode,
     /// Read buffers shared by every reader of this store.
     pool: Arc<BufPool>,
+    /// Files opened lately, shared by every clone of this store.
+    open: Arc<OpenFiles>,
+}
+
+/// Committed files opened in the last [`OPEN_TTL`], kept open: a video played by many clients
+/// costs one `open` on a blocking thread, not one per request (nginx's `open_file_cache`).
+/// Sound because playback asks the database whether the video is ready before it asks for the
+/// file, and a ready video's file is never replaced (only an unfinished upload's is, by a new
+/// commit). [`BlobStore::remove`] and a commit forget a file at once; one removed or replaced by
+/// another process stays open here for `OPEN_TTL` at most.
+#[derive(Debug, Default)]
+struct OpenFiles(Mutex<HashMap<VideoId, (Instant, Arc<LocalReader>)>>);
+
+const OPEN_TTL: Duration = Duration::from_secs(10);
+const OPEN_MAX: usize = 1024;
+
+impl OpenFiles {
+    fn get(&self, video: VideoId) -> Option<Arc<LocalReader>> {
+        let files = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (opened, reader) = files.get(&video)?;
+        (opened.elapsed() < OPEN_TTL).then(|| reader.clone())
+    }
+
+    fn put(&self, video: VideoId, reader: Arc<LocalReader>) {
+        let mut files = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if files.len() >= OPEN_MAX {
+            files.retain(|_, (opened, _)| opened.elapsed() < OPEN_TTL);
+            if files.len() >= OPEN_MAX {
+                files.clear();
+            }
+        }
+        files.insert(video, (Instant::now(), reader));
+    }
+
+    fn forget(&self, video: VideoId) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&video);
+    }
 }
 
 const PARTIAL: &str = ".partial";
@@ -47,7 +86,7 @@ impl LocalBlobs {
         for entry in std::fs::read_dir(&partial)? {
             remove_if_stale(&entry?.path());
         }
-        Ok(Self { root, read_mode, pool: Arc::default() })
+        Ok(Self { root, read_mode, pool: Arc::default(), open: Arc::default() })
     }
 
     /// Whether the directory is there and readable (for `/healthz`).
@@ -123,6 +162,7 @@ async fn blocking<T: Send + 'static>(
 #[async_trait]
 impl BlobStore for LocalBlobs {
     async fn remove(&self, video: VideoId) -> io::Result<bool> {
+        self.open.forget(video);
         let path = self.path_of(video);
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(true),
@@ -143,6 +183,9 @@ impl BlobStore for LocalBlobs {
     }
 
     async fn open(&self, video: VideoId) -> io::Result<Arc<dyn BlobReader>> {
+        if let Some(reader) = self.open.get(video) {
+            return Ok(reader);
+        }
         let path = self.path_of(video);
         let (file, len) = blocking(move || {
             let file = std::fs::File::open(path)?;
@@ -150,19 +193,27 @@ impl BlobStore for LocalBlobs {
             Ok((file, len))
         })
         .await?;
-        Ok(Arc::new(LocalReader {
+        let reader = Arc::new(LocalReader {
             file: Arc::new(file),
             len,
             mode: self.read_mode,
             pool: self.pool.clone(),
-        }))
+        });
+        self.open.put(video, reader.clone());
+        Ok(reader)
     }
 
     async fn begin_write(&self, video: VideoId) -> io::Result<Box<dyn BlobWriter>> {
         let dir = self.partial_dir();
         let (temp, file) = blocking(move || create_locked(&dir, video)).await?;
         let guard = TempFile(Some(temp));
-        Ok(Box::new(LocalWriter { file: Some(file), target: self.path_of(video), guard }))
+        Ok(Box::new(LocalWriter {
+            file: Some(file),
+            target: self.path_of(video),
+            guard,
+            open: self.open.clone(),
+            video,
+        }))
     }
 }
 
@@ -208,6 +259,10 @@ fn map_window(file: &std::fs::File, offset: u64, len: usize) -> io::Result<Bytes
 impl BlobReader for LocalReader {
     fn len(&self) -> u64 {
         self.len
+    }
+
+    fn local_file(&self) -> Option<&std::fs::File> {
+        Some(&self.file)
     }
 
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes> {
@@ -264,6 +319,9 @@ struct LocalWriter {
     file: Option<std::fs::File>,
     target: PathBuf,
     guard: TempFile,
+    /// The store's open files, which must not keep the file this one replaces.
+    open: Arc<OpenFiles>,
+    video: VideoId,
 }
 
 #[async_trait]
@@ -293,6 +351,7 @@ impl BlobWriter for LocalWriter {
         .await?;
         // Renamed: nothing left for the guard to remove.
         self.guard.0 = None;
+        self.open.forget(self.video);
         Ok(())
     }
 }

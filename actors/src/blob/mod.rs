@@ -161,6 +161,12 @@ pub trait BlobReader: Send + Sync + fmt::Debug + 'static {
         self.len() == 0
     }
 
+    /// The open file, when the bytes are a local file: the stream's front sends it to the
+    /// socket with `sendfile(2)` instead of reading it.
+    fn local_file(&self) -> Option<&std::fs::File> {
+        None
+    }
+
     /// Up to `len` bytes from `offset` (fewer only at the end of the file).
     async fn read_at(&self, offset: u64, len: usize) -> io::Result<Bytes>;
 

@@ -1,0 +1,235 @@
+//! The stream port's own HTTP/1.1 front: playback of local files with `sendfile(2)`, from the
+//! page cache to the socket, on connections it owns; everything else goes to actix-web.
+//!
+//! actix-http copies every body chunk into its write buffer and cannot hand a file to a socket
+//! (`bench/results/stream.md`). So each connection to the stream port meets this front first.
+//! It reads request heads with `httparse` and answers `GET`/`HEAD /videos/:id` itself, with the
+//! same limiter and session look-up as the actix-web middleware (`super::limit`), the same
+//! decision (`super::playback::answer`) and therefore the same statuses, headers and error
+//! bodies, written as actix-http writes them (`response`). At the first request it does not
+//! answer — any other path or method, a body, an upgrade, a head it cannot parse or that is too
+//! long — it hands the connection, with the bytes it has read, to actix-web for good, which
+//! answers that request (400, 431, an upload, …) as it always has.
+//!
+//! Its timeouts are actix-http's: the first head must be in within 5 s of the connection (a
+//! later one within 5 s of its first byte), else 408 and close; an idle keep-alive connection
+//! closes after 5 s; and every write keeps to the send pace (`PacedIo`), so a client that stops
+//! reading loses the connection and the slot.
+
+mod file;
+mod request;
+mod response;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix_web::ResponseError as _;
+use actix_web::http::{Method, StatusCode};
+use actix_web::rt::net::TcpStream;
+use actix_web::{HttpResponse, web};
+use actors::model::BlobLocation;
+use actors::session::ResolveSession;
+use bytes::{Buf as _, BufMut as _, BytesMut};
+use futures_util::StreamExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::time::Instant;
+
+use self::request::{Parsed, Playback};
+use super::StreamState;
+use super::limit;
+use super::playback::{self, Answer, Video};
+use crate::auth::presented_token;
+use crate::pace::PacedIo;
+use crate::server::{Front, HEAD_TIMEOUT, HandOff, KEEP_ALIVE, add_common_headers};
+
+/// The front of a stream service with `state`.
+pub fn front(state: web::Data<StreamState>) -> Front {
+    Arc::new(move |io, peer| Box::pin(serve(state.clone(), io, peer)))
+}
+
+/// What waiting for a request head came to.
+enum Next {
+    Playback(Playback),
+    /// A request for actix-web (the bytes are still in the buffer).
+    Other,
+    /// The client closed, went quiet between requests, or the connection failed.
+    Closed,
+    /// A head did not arrive in time.
+    TimedOut,
+}
+
+/// Answers the connection's playback requests; `Some` hands it to actix-web.
+async fn serve(
+    state: web::Data<StreamState>,
+    mut io: PacedIo<TcpStream>,
+    peer: Option<SocketAddr>,
+) -> Option<HandOff> {
+    let mut buf = BytesMut::with_capacity(2048);
+    let mut first = true;
+    loop {
+        let req = match next_head(&mut io, &mut buf, first).await {
+            Next::Playback(req) => req,
+            Next::Other => return Some((io, buf.freeze())),
+            Next::Closed => return None,
+            Next::TimedOut => {
+                let _ = io.write_all(&response::request_timeout()).await;
+                return None;
+            }
+        };
+        first = false;
+        buf.advance(req.len);
+        match respond(&state, &mut io, peer, &req).await {
+            Ok(()) if req.keep_alive => {}
+            Ok(()) => {
+                let _ = io.shutdown().await;
+                return None;
+            }
+            Err(e) => {
+                log::debug!("playback connection from {peer:?} ended: {e}");
+                return None;
+            }
+        }
+    }
+}
+
+/// Reads until `buf` starts with a whole head. The first head must arrive within
+/// `HEAD_TIMEOUT` of the connection; a later one may be awaited for `KEEP_ALIVE`, then has
+/// `HEAD_TIMEOUT` from its first byte.
+async fn next_head(io: &mut PacedIo<TcpStream>, buf: &mut BytesMut, first: bool) -> Next {
+    let mut deadline = (first || !buf.is_empty()).then(|| Instant::now() + HEAD_TIMEOUT);
+    let mut scanned = 0;
+    loop {
+        if !buf.is_empty() {
+            match request::parse(buf, &mut scanned) {
+                Parsed::Partial => {}
+                Parsed::Playback(req) => return Next::Playback(req),
+                Parsed::Other => return Next::Other,
+            }
+        }
+        let wait = deadline.unwrap_or_else(|| Instant::now() + KEEP_ALIVE);
+        // Never more than a head's worth: what is past it is actix-http's to read, in its own
+        // pieces (a head still unended at 32 KiB is refused there as it always was).
+        let want = request::MAX_HEAD.saturating_sub(buf.len()).max(1);
+        buf.reserve(want.min(4096));
+        let mut room = (&mut *buf).limit(want);
+        match tokio::time::timeout_at(wait, io.read_buf(&mut room)).await {
+            Err(_) if deadline.is_some() => return Next::TimedOut,
+            Err(_) | Ok(Ok(0) | Err(_)) => return Next::Closed,
+            Ok(Ok(_)) => {
+                deadline.get_or_insert_with(|| Instant::now() + HEAD_TIMEOUT);
+            }
+        }
+    }
+}
+
+/// One playback request: its client's token and slot, the answer, and the access-log line.
+async fn respond(
+    state: &StreamState,
+    io: &mut PacedIo<TcpStream>,
+    peer: Option<SocketAddr>,
+    req: &Playback,
+) -> io::Result<()> {
+    let started = Instant::now();
+    let admit = async {
+        // As the middleware: a session that cannot be resolved counts as none.
+        let user = match presented_token(&req.headers) {
+            None => None,
+            Some(token) => {
+                state.sessions.send(ResolveSession { token }).await.ok().and_then(Result::ok)
+            }
+        };
+        let client = limit::client_key(user.flatten().map(|u| u.id), peer, &req.headers, state);
+        limit::admit(state, client).await
+    };
+    // The limiter and the database are asked at once: the worker waits for both answers in one
+    // go instead of one after the other (a read only: a refused request changes nothing). The
+    // answer is the one the middleware gives, which asks them in turn.
+    let (admitted, video) = futures_util::join!(admit, playback::look_up(state, &req.id));
+    // The slot is held until the answer has been sent.
+    let (answer, _slot) = match (admitted, video) {
+        (Err(refused), _) => (Err(refused), None),
+        (Ok(slot), Err(e)) => (Err(e), Some(slot)),
+        (Ok(slot), Ok(video)) => {
+            (playback::answer_for(state, &req.method, &req.headers, video).await, Some(slot))
+        }
+    };
+    let (status, sent) = match answer {
+        Ok(Answer::Video(video)) => send_video(state, io, req, video).await?,
+        Ok(Answer::Done(res)) => send_whole(io, req, res).await?,
+        Err(e) => send_whole(io, req, e.error_response()).await?,
+    };
+    state.metrics.front_requests.with_label_values(&[status.as_str()]).inc();
+    // actix-web's access-log line, under its logger's name, so that one filter governs both.
+    log::info!(
+        target: "actix_web::middleware::logger",
+        "{} \"{}\" {} {} {:.6}ms",
+        peer.map_or_else(|| "-".to_owned(), |p| p.ip().to_string()),
+        req.line,
+        status.as_u16(),
+        sent,
+        started.elapsed().as_secs_f64() * 1000.0,
+    );
+    Ok(())
+}
+
+/// An answer made whole by actix-web's types (an error, 304, 302, 416): its head and body in
+/// one write. Returns the status and the body bytes sent.
+async fn send_whole(
+    io: &mut PacedIo<TcpStream>,
+    req: &Playback,
+    res: HttpResponse,
+) -> io::Result<(StatusCode, u64)> {
+    let (mut res, body) = res.into_parts();
+    add_common_headers(res.headers_mut());
+    let body =
+        actix_web::body::to_bytes(body).await.map_err(|e| io::Error::other(e.to_string()))?;
+    let mut out =
+        response::head(req.version, res.status(), res.headers(), body.len() as u64, req.keep_alive);
+    let sent = if req.method == Method::HEAD || !has_body(res.status()) { 0 } else { body.len() };
+    out.extend_from_slice(&body[..sent]);
+    io.write_all(&out).await?;
+    Ok((res.status(), sent as u64))
+}
+
+fn has_body(status: StatusCode) -> bool {
+    !(status.is_informational()
+        || matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED))
+}
+
+/// Video bytes: the head, then the range with `sendfile(2)` when it is a local file (else the
+/// reader's chunks, as actix-web would relay them).
+async fn send_video(
+    state: &StreamState,
+    io: &mut PacedIo<TcpStream>,
+    req: &Playback,
+    video: Video,
+) -> io::Result<(StatusCode, u64)> {
+    let Video { mut res, reader, location, first, len, head } = video;
+    let mut res = res.finish();
+    add_common_headers(res.headers_mut());
+    let status = res.status();
+    let out = response::head(req.version, status, res.headers(), len, req.keep_alive);
+    if head || len == 0 {
+        io.write_all(&out).await?;
+        return Ok((status, 0));
+    }
+    let served = &state.metrics.bytes_served;
+    if let (BlobLocation::File, Some(file)) = (location, reader.local_file()) {
+        file::send(io, &out, &reader, file, (first, len), served).await?;
+        return Ok((status, len));
+    }
+    io.write_all(&out).await?;
+    let mut chunks = reader.clone().read_stream(first, len);
+    let mut sent = 0;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk?;
+        io.write_all(&chunk).await?;
+        served.inc_by(chunk.len() as u64);
+        sent += chunk.len() as u64;
+    }
+    if sent < len {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the object ended early"));
+    }
+    Ok((status, len))
+}

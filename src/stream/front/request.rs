@@ -1,0 +1,198 @@
+//! Request heads as the front reads them: where one ends, what it asks, and whether the front
+//! answers it or actix-web does.
+
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, Uri, Version};
+
+/// The longest head the front reads. actix-http refuses a longer one (431) at the same size, so
+/// a head that reaches it unended goes to actix-http, which answers it.
+pub const MAX_HEAD: usize = 32 * 1024;
+/// Headers the front parses; a request with more goes to actix-http (which takes up to 96).
+const MAX_HEADERS: usize = 48;
+
+/// A `GET`/`HEAD /videos/:id` request without a body: the front answers it.
+#[derive(Debug)]
+pub struct Playback {
+    pub method: Method,
+    /// The id as it stands in the path (only letters, digits and `-`: nothing to decode).
+    pub id: String,
+    /// The request line, for the access log.
+    pub line: String,
+    pub version: Version,
+    pub headers: HeaderMap,
+    /// Whether the connection stays open after the answer (actix-http's rule: HTTP/1.1 unless
+    /// `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`).
+    pub keep_alive: bool,
+    /// Bytes of the head.
+    pub len: usize,
+}
+
+/// What the bytes read so far hold.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Not a whole head yet.
+    Partial,
+    Playback(Playback),
+    /// A request for actix-web: any other, or one the front does not read (a body, an upgrade,
+    /// `Expect`, a head it cannot parse or that is too long).
+    Other,
+}
+
+/// Reads the head at the start of `buf`. `scanned` is how much of `buf` earlier calls searched
+/// for the head's end; only the new bytes are searched, so a client sending a byte at a time
+/// costs linear work, not quadratic.
+pub fn parse(buf: &[u8], scanned: &mut usize) -> Parsed {
+    let from = scanned.saturating_sub(3);
+    *scanned = buf.len();
+    let ended = buf[from..].windows(2).any(|w| w == b"\n\n")
+        || buf[from..].windows(3).any(|w| w == b"\n\r\n");
+    if !ended {
+        return if buf.len() < MAX_HEAD { Parsed::Partial } else { Parsed::Other };
+    }
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            playback(&req, len).map_or(Parsed::Other, Parsed::Playback)
+        }
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => Parsed::Partial,
+        _ => Parsed::Other,
+    }
+}
+
+fn playback(req: &httparse::Request<'_, '_>, len: usize) -> Option<Playback> {
+    let method = match req.method? {
+        "GET" => Method::GET,
+        "HEAD" => Method::HEAD,
+        _ => return None,
+    };
+    let version = match req.version? {
+        1 => Version::HTTP_11,
+        0 => Version::HTTP_10,
+        _ => return None,
+    };
+    let path = req.path?;
+    let id = video_id(path)?;
+    // What actix-http would refuse (400), it shall refuse: a target `Uri` does not take.
+    Uri::try_from(path).ok()?;
+    let (mut close, mut keep, mut hosts) = (false, false, 0);
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;
+        if [header::CONTENT_LENGTH, header::TRANSFER_ENCODING, header::EXPECT, header::UPGRADE]
+            .contains(&name)
+        {
+            return None;
+        }
+        if name == header::HOST {
+            hosts += 1;
+        }
+        if name == header::CONNECTION {
+            for token in std::str::from_utf8(h.value).ok()?.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case("keep-alive") {
+                    keep = true;
+                } else if token.eq_ignore_ascii_case("upgrade") {
+                    return None;
+                }
+            }
+        }
+        headers.append(name, HeaderValue::from_bytes(h.value).ok()?);
+    }
+    // actix-http refuses a second Host, and an HTTP/1.1 request without one (RFC 9112 §3.2).
+    if hosts > 1 || (hosts == 0 && version == Version::HTTP_11) {
+        return None;
+    }
+    let keep_alive = !close && (version == Version::HTTP_11 || keep);
+    let line = format!("{method} {path} {version:?}");
+    Some(Playback { method, id: id.to_owned(), line, version, headers, keep_alive, len })
+}
+
+/// The id of `/videos/:id` (a query is ignored, as actix-web's router ignores it), when it is
+/// made only of what a video id is made of. Anything else — `%`-escapes, more segments — goes
+/// to actix-web, so that its answer stays the one answer.
+fn video_id(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/videos/")?;
+    let id = rest.split_once('?').map_or(rest, |(id, _)| id);
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')).then_some(id)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+
+    fn parse_all(raw: &[u8]) -> Parsed {
+        parse(raw, &mut 0)
+    }
+
+    fn playback_of(raw: &[u8]) -> Playback {
+        match parse_all(raw) {
+            Parsed::Playback(p) => p,
+            other => panic!("{other:?} for {:?}", String::from_utf8_lossy(raw)),
+        }
+    }
+
+    #[test]
+    fn playback_requests_are_read_with_their_connection_rule() {
+        let p = playback_of(
+            b"GET /videos/abc-1?x=1 HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1\r\n\r\nGET",
+        );
+        assert_eq!((p.method, p.id.as_str(), p.keep_alive), (Method::GET, "abc-1", true));
+        assert_eq!(p.headers.get("range").unwrap(), "bytes=0-1");
+        assert_eq!(p.len, 61, "the head ends before the next request's bytes");
+        assert_eq!(p.line, "GET /videos/abc-1?x=1 HTTP/1.1");
+        assert!(
+            !playback_of(b"HEAD /videos/a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+                .keep_alive
+        );
+        assert!(!playback_of(b"GET /videos/a HTTP/1.0\r\n\r\n").keep_alive);
+        let p = playback_of(b"GET /videos/a HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+        assert!(p.keep_alive);
+        assert_eq!(p.version, Version::HTTP_10);
+        // Bare LF line ends are read as actix-http reads them.
+        assert!(playback_of(b"GET /videos/a HTTP/1.1\nHost: x\n\n").keep_alive);
+    }
+
+    #[test]
+    fn everything_else_goes_to_actix_web() {
+        for raw in [
+            &b"POST /upload/a HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+            b"GET /videos/a/b HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /videos/%61 HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /videos/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /healthz HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"DELETE /videos/a HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /videos/a HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc",
+            b"GET /videos/a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /videos/a HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\n\r\n",
+            b"GET /videos/a HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+            b"GET /videos/a HTTP/2.0\r\n\r\n",
+            b"GET /videos/a HTTP/1.1\r\nHost: h\r\nBad Header: x\r\n\r\n",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n\n",
+            b"GET /videos/a HTTP/1.1\r\n\r\n",
+            b"GET /videos/a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET /videos/a HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET /videos/a?q=\"{|}\" HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert!(matches!(parse_all(raw), Parsed::Other), "{:?}", String::from_utf8_lossy(raw));
+        }
+        let many: String = (0..MAX_HEADERS + 1).map(|i| format!("X-{i}: y\r\n")).collect();
+        let raw = format!("GET /videos/a HTTP/1.1\r\nHost: h\r\n{many}\r\n");
+        assert!(matches!(parse_all(raw.as_bytes()), Parsed::Other), "too many headers");
+    }
+
+    #[test]
+    fn a_head_is_read_once_it_ends_and_never_past_the_limit() {
+        let raw = b"GET /videos/a HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1\r\n\r\n";
+        let mut scanned = 0;
+        for end in 1..raw.len() {
+            assert!(matches!(parse(&raw[..end], &mut scanned), Parsed::Partial), "{end}");
+            assert_eq!(scanned, end);
+        }
+        assert!(matches!(parse(raw, &mut scanned), Parsed::Playback(_)));
+        let long = format!("GET /videos/a HTTP/1.1\r\nX: {}", "y".repeat(MAX_HEAD));
+        assert!(matches!(parse_all(long.as_bytes()), Parsed::Other));
+    }
+}
