@@ -15,15 +15,19 @@
 #
 # Usage: bench/stream.sh [duration, default 10s]
 #   BIN=path/to/douyin_club  use that binary instead of `cargo build --release`.
+#   SERVERS="ours actix nginx go"  also measure "actix": a second process of ours on the same
+#                            data dir with --blob-read pread, i.e. playback through actix-web's
+#                            body instead of the sendfile front (the step the front took).
+#   ROUNDS=1                 fewer rounds, for a quick look.
 # Needs go, nginx, wrk, ffmpeg, curl, python3 (and cargo unless BIN= is given).
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR source=lib.sh disable=SC1091  # followed with shellcheck -x
 source "$(dirname "$0")/lib.sh"
 DUR=${1:-10s}
 THREADS=2
-ROUNDS=3
+ROUNDS=${ROUNDS:-3}
 LOADS="range16 range64 whole16 whole64"
-SERVERS="ours nginx go"
+SERVERS=${SERVERS:-ours nginx go}
 
 missing=
 for tool in go nginx wrk ffmpeg curl python3; do
@@ -43,9 +47,9 @@ fi
 WORK=$(mktemp -d)
 # nginx's workers drop root privileges: they must be able to read the data directory.
 chmod 755 "$WORK"
-PID=; NGINX_PID=; GO_PID=
+PID=; NGINX_PID=; GO_PID=; ACTIX_PID=
 cleanup() {
-  for p in "$PID" "$NGINX_PID" "$GO_PID"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
+  for p in "$PID" "$NGINX_PID" "$GO_PID" "$ACTIX_PID"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
   wait 2>/dev/null || true
   rm -rf "$WORK"
 }
@@ -127,6 +131,15 @@ upload() {
   echo "$vid"
 }
 BIG=$(upload "$WORK/big.mp4"); SMALL=$(upload "$WORK/small.mp4")
+ACTIX=
+case " $SERVERS " in *" actix "*)
+  ACTIX_STREAM_PORT=$(free_port); ACTIX="http://127.0.0.1:$ACTIX_STREAM_PORT"
+  RUST_LOG=warn "$WORK/douyin_club" --data-dir "$WORK/data" --role stream \
+    --stream-addr "127.0.0.1:$ACTIX_STREAM_PORT" --blob-read pread --stream-rate 1000000 \
+    --stream-burst 1000000 --max-streams 1024 --max-streams-per-client 1024 &
+  ACTIX_PID=$!
+  wait_up "$ACTIX/healthz" ;;
+esac
 
 mkdir -p "$WORK/nginx"
 cat > "$WORK/nginx/nginx.conf" <<CONF
@@ -159,7 +172,7 @@ wait_up "$NGINX/videos/$SMALL" || { cat "$WORK/nginx/error.log" >&2; exit 1; }
 GO_PID=$!
 wait_up "$GOSRV/videos/$SMALL" || { echo "the Go server did not come up" >&2; exit 1; }
 # All three serve the same bytes, whole and by Range.
-for base in "$STREAM" "$NGINX" "$GOSRV"; do
+for base in "$STREAM" "$NGINX" "$GOSRV" $ACTIX; do
   cmp <(curl -fsS "$base/videos/$BIG") "$WORK/big.mp4"
   cmp <(curl -fsS -H 'Range: bytes=1048576-2097151' "$base/videos/$BIG") \
     <(tail -c +1048577 "$WORK/big.mp4" | head -c 1048576)
@@ -191,6 +204,7 @@ cat "$WORK/report.lua" >> "$WORK/range.lua"
 pids_of() {
   case $1 in
     ours) echo "$PID" ;;
+    actix) echo "$ACTIX_PID" ;;
     go) echo "$GO_PID" ;;
     nginx) echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')" ;;
   esac
@@ -234,7 +248,9 @@ for round in $(seq 1 $ROUNDS); do
       whole16) conns=16; kind=whole ;; whole64) conns=64; kind=whole ;;
     esac
     for server in $SERVERS; do
-      case $server in ours) base=$STREAM ;; nginx) base=$NGINX ;; go) base=$GOSRV ;; esac
+      case $server in
+        ours) base=$STREAM ;; actix) base=$ACTIX ;; nginx) base=$NGINX ;; go) base=$GOSRV ;;
+      esac
       if [ "$kind" = range ]; then
         line=$(SIZE=$BIG_SIZE VPATH="/videos/$BIG" run "$server" "$load-$server" "$base" "$conns" \
           "$WORK/range.lua")
@@ -250,10 +266,11 @@ for round in $(seq 1 $ROUNDS); do
 done
 T_END=$(date +%s)
 
-python3 - "$WORK/results" "$LOADS" <<'PY'
+python3 - "$WORK/results" "$LOADS" "$SERVERS" <<'PY'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 loads = sys.argv[2].split()
+servers = sys.argv[3].split()
 d = {}
 for rnd, load, server, conns, mib, p50, p99, bad, cpu, cpugib, peak in rows:
     e = d.setdefault((load, server), {"conns": conns, "mib": [], "p99": [], "cpugib": [],
@@ -266,7 +283,7 @@ print("median of %d rounds (peak RSS: highest of the rounds; errors: sum)" % len
 fmt = "%-8s %-6s %9s %8s %9s %8s %6s"
 print(fmt % ("load", "server", "MiB/s", "p99_ms", "CPUs/GiB", "RSS_MiB", "errors"))
 for k in loads:
-    for s in ("ours", "nginx", "go"):
+    for s in servers:
         e = d[(k, s)]
         print(fmt % (k, s, "%.1f" % med(k, s, "mib"), "%.2f" % med(k, s, "p99"),
                      "%.3f" % med(k, s, "cpugib"), max(e["peak"]), e["bad"]))
