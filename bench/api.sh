@@ -10,14 +10,15 @@ DUR=${1:-10s}
 CONNS=64
 THREADS=2
 
-build_release
 DATA=$(mktemp -d)
+copy_binary "$DATA/douyin_club"
+BIN="$DATA/douyin_club"
 trap 'kill $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
 API_PORT=$(free_port); STREAM_PORT=$(free_port); SCHED_PORT=$(free_port); WEB_PORT=$(free_port)
 API="http://127.0.0.1:$API_PORT"; STREAM="http://127.0.0.1:$STREAM_PORT"
 
 t0=$(date +%s%N)
-RUST_LOG=warn "$BIN" --data-dir "$DATA" --api-addr "127.0.0.1:$API_PORT" \
+RUST_LOG=warn "$BIN" --data-dir "$DATA/data" --api-addr "127.0.0.1:$API_PORT" \
   --stream-addr "127.0.0.1:$STREAM_PORT" --scheduler-addr "127.0.0.1:$SCHED_PORT" \
   --web-addr "127.0.0.1:$WEB_PORT" --stream-rate 100000 --stream-burst 100000 &
 PID=$!
@@ -54,7 +55,7 @@ feed=$(wrk_summary "GET /videos?limit=20" -t$THREADS -c$CONNS -d"$DUR" "$API/vid
 one=$(wrk_summary "GET /user/:u/videos/:vid" -t$THREADS -c$CONNS -d"$DUR" "$API/user/bench/videos/$VID")
 post=$(wrk_summary "POST /videos/:vid/comments" -t$THREADS -c$CONNS -d"$DUR" -s "$LUA" "$API/videos/$VID/comments")
 load_rss=$(rss_kib $PID)
-stored=$(curl -fs "$API/videos/$VID/comments?limit=1" >/dev/null && sqlite3 "$DATA/douyin.sqlite3" 'SELECT COUNT(*) FROM comments' 2>/dev/null || echo "?")
+stored=$(curl -fs "$API/videos/$VID/comments?limit=1" >/dev/null && sqlite3 "$DATA/data/douyin.sqlite3" 'SELECT COUNT(*) FROM comments' 2>/dev/null || echo "?")
 
 rps() { echo "$1" | awk '{for(i=1;i<=NF;i++) if ($i=="req/s") print $(i-1)}'; }
 c=$(rps "$ceiling")

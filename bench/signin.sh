@@ -11,13 +11,14 @@ source "$(dirname "$0")/lib.sh"
 DUR=${1:-20s}
 CONNS=${2:-256}
 
-build_release
 DATA=$(mktemp -d)
+copy_binary "$DATA/douyin_club"
+BIN="$DATA/douyin_club"
 trap 'kill $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
 API_PORT=$(free_port); STREAM_PORT=$(free_port); SCHED_PORT=$(free_port); WEB_PORT=$(free_port)
 API="http://127.0.0.1:$API_PORT"
 
-RUST_LOG=error "$BIN" --data-dir "$DATA" --api-addr "127.0.0.1:$API_PORT" \
+RUST_LOG=error "$BIN" --data-dir "$DATA/data" --api-addr "127.0.0.1:$API_PORT" \
   --stream-addr "127.0.0.1:$STREAM_PORT" --scheduler-addr "127.0.0.1:$SCHED_PORT" \
   --web-addr "127.0.0.1:$WEB_PORT" &
 PID=$!
