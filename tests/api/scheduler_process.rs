@@ -94,6 +94,11 @@ impl Proc {
         self.child.wait().expect("reaped");
     }
 
+    /// The process's nice value (field 19 of `/proc/<pid>/stat`).
+    fn nice(&self) -> i64 {
+        nice_of(&self.child.id().to_string())
+    }
+
     /// utime + stime of the process, in clock ticks.
     fn cpu_ticks(&self) -> u64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
@@ -103,6 +108,13 @@ impl Proc {
         let f: Vec<&str> = rest.split_whitespace().collect();
         f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
     }
+}
+
+/// The nice value of `/proc/<pid>`: field 19 of its `stat`.
+fn nice_of(pid: &str) -> i64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc is readable");
+    let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
+    rest.split_whitespace().nth(16).expect("field 19").parse().expect("a nice value")
 }
 
 impl Drop for Proc {
@@ -261,4 +273,25 @@ async fn a_scheduler_killed_mid_drain_restarts_and_finishes_within_seconds_not_a
         waiting(&store).await,
         restarted.elapsed()
     );
+}
+
+/// A scheduler node's work is background work: it runs 19 nice values below the nodes that
+/// serve requests (capped at 19), which keep their priority.
+#[actix_web::test]
+async fn a_scheduler_node_yields_the_cpu_to_the_nodes_serving_requests() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let data = dir.path().join("data");
+    let ours = nice_of("self");
+    let api = Proc::start(&data, "api", &[]).await;
+    let ports = Ports::fresh();
+    let scheduler = Proc::spawn(&data, "scheduler", &ports, &[]);
+    let client = awc::Client::default();
+    let up = eventually(Duration::from_secs(20), || {
+        let req = client.get(format!("http://{}/healthz", ports.scheduler));
+        async move { req.send().await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await;
+    assert!(up, "the scheduler answers /healthz");
+    assert_eq!(api.nice(), ours, "the api keeps its priority");
+    assert_eq!(scheduler.nice(), (ours + 19).min(19), "the scheduler yields");
 }
