@@ -101,6 +101,12 @@ impl StreamApp {
         Ok(StreamApp { state, auth, registry })
     }
 
+    /// The playback front for a port that serves the stream's routes: local files play with
+    /// `sendfile(2)` unless `--blob-read` says to read them otherwise.
+    fn front(&self, config: &Config) -> Option<server::Front> {
+        (config.blob_read == BlobRead::Sendfile).then(|| stream::front::front(self.state.clone()))
+    }
+
     /// The stream's routes, on any service's app.
     fn configure(&self) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
         let (auth, state) = (self.auth.clone(), self.state.clone());
@@ -117,10 +123,7 @@ pub(super) fn start_stream(
     l: TcpListener,
 ) -> Result<actix_web::dev::Server, StartError> {
     let service = Service::new("stream", app.registry.clone(), &common.config);
-    // Local files play through the front with `sendfile(2)` unless told to read them otherwise.
-    let front = (common.config.blob_read == BlobRead::Sendfile)
-        .then(|| stream::front::front(app.state.clone()));
-    server::serve(l, service, stores.health(), front, app.configure())
+    server::serve(l, service, stores.health(), app.front(&common.config), app.configure())
         .map_err(io_err("starting stream"))
 }
 
@@ -178,8 +181,11 @@ pub(super) fn start_web(
         blob_store: common.config.storage.blob_store,
     });
     let service = Service::new("web", prometheus::Registry::new(), &common.config);
-    let media = stream.filter(|_| common.config.stream_url.is_none()).map(StreamApp::configure);
-    server::serve(l, service, Health::Up, None, move |cfg| {
+    let stream = stream.filter(|_| common.config.stream_url.is_none());
+    // Playback on the public origin takes the stream port's own path, front and all.
+    let front = stream.and_then(|app| app.front(&common.config));
+    let media = stream.map(StreamApp::configure);
+    server::serve(l, service, Health::Up, front, move |cfg| {
         web_service::routes(cfg, state.clone());
         match &media {
             Some(stream_routes) => stream_routes(cfg),

@@ -1,7 +1,8 @@
 //! The stream port's playback front (`src/stream/front`): it answers `GET`/`HEAD /videos/:id`
 //! itself with `sendfile(2)` and hands every other request to actix-web. Shown here over raw
-//! sockets: its answers are actix-web's header for header (the web origin in the same process
-//! serves the same routes with actix-web, on the same state), and its connection handling —
+//! sockets: its answers are actix-web's header for header (a second node on the same data dir
+//! with `--blob-read pread` serves the same routes with actix-web alone), and its connection
+//! handling —
 //! pipelining, HTTP/1.0, half-closed clients, head and keep-alive timeouts, the hand-off
 //! mid-connection, heads too large or malformed — is what actix-http's is. The playback matrix,
 //! the limiter and the slow-reader tests run against it too: it is the default.
@@ -11,7 +12,10 @@ use std::time::{Duration, Instant};
 use actix_web::rt::net::TcpStream;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 
-use crate::helpers::{TestApp, read_reply};
+use douyin_club::Node;
+use douyin_club::config::{BlobRead, Role};
+
+use crate::helpers::{TestApp, read_reply, test_config};
 use crate::stream_support::*;
 
 /// One response read off a raw connection.
@@ -101,9 +105,21 @@ async fn front_answers(app: &TestApp) -> f64 {
         .sum()
 }
 
+/// A stream node on `app`'s data dir that plays with actix-web alone: the reference.
+async fn actix_twin(app: &TestApp) -> Node {
+    let mut cfg = test_config(app.data_dir());
+    cfg.role = Role::Stream;
+    cfg.blob_read = BlobRead::Pread;
+    let mut node = Node::start(cfg).await.expect("the twin starts");
+    node.spawn();
+    node
+}
+
 #[actix_web::test]
 async fn the_fronts_answers_are_actix_webs_header_for_header() {
     let app = TestApp::spawn().await;
+    let twin = actix_twin(&app).await;
+    let actix_url = twin.urls.stream.clone();
     let alice = app.register("alice").await;
     let data = fake_mp4(5000);
     let vid = ready_video(&app, &alice, &data).await;
@@ -151,16 +167,18 @@ async fn the_fronts_answers_are_actix_webs_header_for_header() {
     let before = front_answers(&app).await;
     for request in &requests {
         let front = exchange(&app.stream, request).await;
-        // The web origin serves /videos/* with the stream's own actix-web routes and state.
-        let actix = exchange(&app.web, request).await;
+        let actix = exchange(&actix_url, request).await;
         assert_eq!(front, actix, "{request}");
+        // The public origin plays through the same front.
+        assert_eq!(exchange(&app.web, request).await, front, "{request}");
     }
     let answered = front_answers(&app).await - before;
-    assert_eq!(answered, requests.len() as f64, "every request above was the front's");
+    // Each request above, once through the stream port and once through the web origin.
+    assert_eq!(answered, 2.0 * requests.len() as f64, "every request above was the front's");
     for request in &refused {
         let front = exchange(&app.stream, request).await;
         assert_eq!(front.line, "HTTP/1.1 400 Bad Request", "{request}");
-        assert_eq!(front, exchange(&app.web, request).await, "{request}");
+        assert_eq!(front, exchange(&actix_url, request).await, "{request}");
     }
     assert_eq!(front_answers(&app).await - before, answered, "those went to actix-web");
     // And they are right, not merely alike.
