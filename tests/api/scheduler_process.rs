@@ -52,13 +52,7 @@ impl Proc {
     /// Starts the binary on `ports` and waits until its api answers.
     async fn start_on(data: &Path, role: &str, ports: &Ports, extra: &[&str]) -> Proc {
         let p = Proc::spawn(data, role, ports, extra);
-        let client = awc::Client::default();
-        let up = eventually(Duration::from_secs(20), || {
-            let req = client.get(format!("{}/healthz", p.api));
-            async move { req.send().await.is_ok_and(|r| r.status().is_success()) }
-        })
-        .await;
-        assert!(up, "the {role} process answers /healthz");
+        assert!(answers_healthz(&p.api).await, "the {role} process answers /healthz");
         p
     }
 
@@ -108,6 +102,16 @@ impl Proc {
         let f: Vec<&str> = rest.split_whitespace().collect();
         f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
     }
+}
+
+/// Whether the service at `base` answers `/healthz` with a success within 20 s.
+async fn answers_healthz(base: &str) -> bool {
+    let client = awc::Client::default();
+    eventually(Duration::from_secs(20), || {
+        let req = client.get(format!("{base}/healthz"));
+        async move { req.send().await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await
 }
 
 /// The nice value of `/proc/<pid>`: field 19 of its `stat`.
@@ -285,13 +289,8 @@ async fn a_scheduler_node_yields_the_cpu_to_the_nodes_serving_requests() {
     let api = Proc::start(&data, "api", &[]).await;
     let ports = Ports::fresh();
     let scheduler = Proc::spawn(&data, "scheduler", &ports, &[]);
-    let client = awc::Client::default();
-    let up = eventually(Duration::from_secs(20), || {
-        let req = client.get(format!("http://{}/healthz", ports.scheduler));
-        async move { req.send().await.is_ok_and(|r| r.status().is_success()) }
-    })
-    .await;
-    assert!(up, "the scheduler answers /healthz");
+    let url = format!("http://{}", ports.scheduler);
+    assert!(answers_healthz(&url).await, "the scheduler answers /healthz");
     assert_eq!(api.nice(), ours, "the api keeps its priority");
     assert_eq!(scheduler.nice(), (ours + 19).min(19), "the scheduler yields");
 }

@@ -108,6 +108,8 @@ async fn front_answers(app: &TestApp) -> f64 {
 /// A stream node on `app`'s data dir that plays with actix-web alone: the reference.
 async fn actix_twin(app: &TestApp) -> Node {
     let mut cfg = test_config(app.data_dir());
+    // The same database: the data dir's SQLite file, or the suite's PostgreSQL one.
+    cfg.database_url = app.database_url.as_ref().map(|url| url.parse().expect("any text"));
     cfg.role = Role::Stream;
     cfg.blob_read = BlobRead::Pread;
     let mut node = Node::start(cfg).await.expect("the twin starts");

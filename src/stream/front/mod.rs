@@ -186,15 +186,14 @@ async fn send_whole(
         actix_web::body::to_bytes(body).await.map_err(|e| io::Error::other(e.to_string()))?;
     let mut out =
         response::head(req.version, res.status(), res.headers(), body.len() as u64, req.keep_alive);
-    let sent = if req.method == Method::HEAD || !has_body(res.status()) { 0 } else { body.len() };
+    let sent = if req.method == Method::HEAD || !response::has_body(res.status()) {
+        0
+    } else {
+        body.len()
+    };
     out.extend_from_slice(&body[..sent]);
     io.write_all(&out).await?;
     Ok((res.status(), sent as u64))
-}
-
-fn has_body(status: StatusCode) -> bool {
-    !(status.is_informational()
-        || matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED))
 }
 
 /// Video bytes: the head, then the range with `sendfile(2)` when it is a local file (else the

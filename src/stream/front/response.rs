@@ -21,9 +21,7 @@ pub fn head(
     let line = if version == Version::HTTP_10 { "HTTP/1.0" } else { "HTTP/1.1" };
     let reason = status.canonical_reason().unwrap_or("<unknown status code>");
     out.extend_from_slice(format!("{line} {} {reason}\r\n", status.as_u16()).as_bytes());
-    if !(status.is_informational()
-        || matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED))
-    {
+    if has_body(status) {
         out.extend_from_slice(format!("content-length: {length}\r\n").as_bytes());
     }
     match (version, keep_alive) {
@@ -50,6 +48,12 @@ pub fn head(
     }
     out.extend_from_slice(b"\r\n");
     out
+}
+
+/// Whether answers with `status` carry a body (and so a `content-length`): not 1xx, 204, 304.
+pub fn has_body(status: StatusCode) -> bool {
+    !(status.is_informational()
+        || matches!(status, StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED))
 }
 
 /// actix-http's answer to a head that took too long: 408, and the connection closes.
