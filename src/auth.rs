@@ -65,10 +65,13 @@ fn state_changing(method: &Method) -> bool {
 /// `Origin` names a site other than ours. A browser sends `Origin` on every cross-site POST, so a
 /// forged request carrying our cookie is recognised by it.
 pub fn foreign_origin(req: &HttpRequest, public_origin: &str) -> bool {
-    state_changing(req.method())
-        && req
-            .headers()
-            .get(actix_web::http::header::ORIGIN)
+    foreign(req.method(), req.headers(), public_origin)
+}
+
+fn foreign(method: &Method, headers: &HeaderMap, public_origin: &str) -> bool {
+    state_changing(method)
+        && headers
+            .get(header::ORIGIN)
             .is_some_and(|origin| origin.as_bytes() != public_origin.as_bytes())
 }
 
@@ -114,6 +117,23 @@ async fn resolve(req: HttpRequest) -> Result<Option<(User, SessionToken)>, AppEr
     let Some((_, source)) = presented(req.headers()) else { return Ok(None) };
     check_origin(&req, source, &*auth_state(&req)?)?;
     caller(&req).await
+}
+
+/// [`Authenticated`] from a request's method and headers alone (the stream's front has no
+/// `HttpRequest`): the same checks in the same order as the extractor.
+pub async fn authenticate(
+    method: &Method,
+    headers: &HeaderMap,
+    state: &AuthState,
+) -> Result<Authenticated, AppError> {
+    let (raw, source) = presented(headers).ok_or_else(AppError::unauthorized)?;
+    if source == Source::Cookie && foreign(method, headers, &state.public_origin) {
+        return Err(AppError::Forbidden("cross-site request refused"));
+    }
+    let token = SessionToken::from_client(&raw).ok_or_else(AppError::unauthorized)?;
+    let user = state.sessions.send(ResolveSession { token: token.clone() }).await??;
+    let user = user.ok_or_else(AppError::unauthorized)?;
+    Ok(Authenticated { user, token })
 }
 
 /// A signed-in caller; 401 otherwise.

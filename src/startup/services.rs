@@ -101,10 +101,12 @@ impl StreamApp {
         Ok(StreamApp { state, auth, registry })
     }
 
-    /// The playback front for a port that serves the stream's routes: local files play with
-    /// `sendfile(2)` unless `--blob-read` says to read them otherwise.
+    /// The front for a port that serves the stream's routes (local files played with
+    /// `sendfile(2)`, raw uploads read in large pieces), unless `--blob-read` says to read
+    /// files otherwise.
     fn front(&self, config: &Config) -> Option<server::Front> {
-        (config.blob_read == BlobRead::Sendfile).then(|| stream::front::front(self.state.clone()))
+        (config.blob_read == BlobRead::Sendfile)
+            .then(|| stream::front::front(self.state.clone(), self.auth.clone()))
     }
 
     /// The stream's routes, on any service's app.

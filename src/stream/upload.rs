@@ -4,11 +4,13 @@
 //! is dropped with it, which discards the partial file and frees the video for a retry.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use actix_web::body::{BodySize, MessageBody};
+use actix_web::http::header::HeaderMap;
 use actix_web::{FromRequest as _, HttpRequest, HttpResponse, web};
 use actors::model::VideoId;
 use actors::upload::Upload;
@@ -34,10 +36,10 @@ enum BodyKind {
 }
 
 impl BodyKind {
-    fn of(req: &HttpRequest) -> Result<Self, AppError> {
-        let essence = media_type(req.headers());
+    fn of(headers: &HeaderMap) -> Result<Self, AppError> {
+        let essence = media_type(headers);
         if essence == "multipart/form-data" {
-            let ct = req.headers().get("content-type").and_then(|v| v.to_str().ok());
+            let ct = headers.get("content-type").and_then(|v| v.to_str().ok());
             let boundary = multer::parse_boundary(ct.unwrap_or_default())
                 .map_err(|e| AppError::BadRequest(format!("bad multipart Content-Type: {e}")))?;
             return Ok(BodyKind::Multipart { boundary });
@@ -110,12 +112,25 @@ async fn receive(
     path: web::Path<String>,
     payload: Held,
 ) -> Result<HttpResponse, AppError> {
+    receive_body(&state, &path, Authenticated::extract(&req), req.headers(), payload).await
+}
+
+/// The upload of video `raw_id` by the caller `auth` resolves to, with `headers` and the
+/// request body `payload`: what both fronts (actix-web's handler, and `super::front` for a raw
+/// body) run.
+pub(super) async fn receive_body<E: std::fmt::Display>(
+    state: &StreamState,
+    raw_id: &str,
+    auth: impl Future<Output = Result<Authenticated, AppError>>,
+    headers: &HeaderMap,
+    payload: impl Stream<Item = Result<Bytes, E>> + Unpin,
+) -> Result<HttpResponse, AppError> {
     // The id first: a malformed one is 400 whoever asks, and never reaches the file system.
-    let id: VideoId = path.parse()?;
-    let auth = Authenticated::extract(&req).await?;
-    let kind = BodyKind::of(&req)?;
+    let id: VideoId = raw_id.parse()?;
+    let auth = auth.await?;
+    let kind = BodyKind::of(headers)?;
     let declared = match kind {
-        BodyKind::Raw => content_length(req.headers()),
+        BodyKind::Raw => content_length(headers),
         BodyKind::Multipart { .. } => None,
     };
     let mut upload = state.uploads.begin(id, auth.user.id, declared).await?;

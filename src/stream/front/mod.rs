@@ -1,15 +1,18 @@
 //! The stream port's own HTTP/1.1 front: playback of local files with `sendfile(2)`, from the
-//! page cache to the socket, on connections it owns; everything else goes to actix-web.
+//! page cache to the socket, and raw uploads read in large pieces, on connections it owns;
+//! everything else goes to actix-web.
 //!
-//! actix-http copies every body chunk into its write buffer and cannot hand a file to a socket
-//! (`bench/results/stream.md`). So each connection to the stream port meets this front first.
-//! It reads request heads with `httparse` and answers `GET`/`HEAD /videos/:id` itself, with the
-//! same limiter and session look-up as the actix-web middleware (`super::limit`), the same
-//! decision (`super::playback::answer`) and therefore the same statuses, headers and error
-//! bodies, written as actix-http writes them (`response`). At the first request it does not
-//! answer — any other path or method, a body, an upgrade, a head it cannot parse or that is too
-//! long — it hands the connection, with the bytes it has read, to actix-web for good, which
-//! answers that request (400, 431, an upload, …) as it always has.
+//! actix-http copies every body chunk into its write buffer and cannot hand a file to a socket,
+//! and reads request bodies 8 KiB at a time (`bench/results/stream.md`). So each connection to
+//! the stream port meets this front first. It reads request heads with `httparse` and answers
+//! `GET`/`HEAD /videos/:id` and a raw `POST /upload/:id` of a declared length itself, with the
+//! same limiter and session look-up as the actix-web middleware (`super::limit`), the same code
+//! (`super::playback::answer`, `super::upload::receive_body`) and therefore the same statuses,
+//! headers and error bodies, written as actix-http writes them (`response`). At the first
+//! request it does not answer — any other path or method, a form or chunked body, an upgrade, a
+//! head it cannot parse or that is too long — it hands the connection, with the bytes it has
+//! read, to actix-web for good, which answers that request (400, 431, a form upload, …) as it
+//! always has.
 //!
 //! Its timeouts are actix-http's: the first head must be in within 5 s of the connection (a
 //! later one within 5 s of its first byte), else 408 and close; an idle keep-alive connection
@@ -19,6 +22,7 @@
 mod file;
 mod request;
 mod response;
+mod upload;
 
 use std::io;
 use std::net::SocketAddr;
@@ -35,22 +39,28 @@ use futures_util::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::time::Instant;
 
-use self::request::{Parsed, Playback};
+use self::request::{Head, Parsed};
 use super::StreamState;
-use super::limit;
+use super::limit::{self, Slot};
 use super::playback::{self, Answer, Video};
-use crate::auth::presented_token;
+use crate::auth::{AuthState, presented_token};
+use crate::error::AppError;
 use crate::pace::PacedIo;
 use crate::server::{Front, HEAD_TIMEOUT, HandOff, KEEP_ALIVE, add_common_headers};
 
-/// The front of a stream service with `state`.
-pub fn front(state: web::Data<StreamState>) -> Front {
-    Arc::new(move |io, peer| Box::pin(serve(state.clone(), io, peer)))
+/// The front of a stream service with `state`, whose callers sign in through `auth`.
+pub fn front(state: web::Data<StreamState>, auth: web::Data<AuthState>) -> Front {
+    Arc::new(move |io, peer| Box::pin(serve(state.clone(), auth.clone(), io, peer)))
 }
 
 /// What waiting for a request head came to.
 enum Next {
-    Playback(Playback),
+    Playback(Head),
+    Upload {
+        head: Head,
+        length: u64,
+        expect: bool,
+    },
     /// A request for actix-web (the bytes are still in the buffer).
     Other,
     /// The client closed, went quiet between requests, or the connection failed.
@@ -59,17 +69,28 @@ enum Next {
     TimedOut,
 }
 
-/// Answers the connection's playback requests; `Some` hands it to actix-web.
+/// Answers the connection's requests; `Some` hands it to actix-web.
 async fn serve(
     state: web::Data<StreamState>,
+    auth: web::Data<AuthState>,
     mut io: PacedIo<TcpStream>,
     peer: Option<SocketAddr>,
 ) -> Option<HandOff> {
     let mut buf = BytesMut::with_capacity(2048);
     let mut first = true;
     loop {
-        let req = match next_head(&mut io, &mut buf, first).await {
-            Next::Playback(req) => req,
+        let next = next_head(&mut io, &mut buf, first).await;
+        first = false;
+        let answered = match next {
+            Next::Playback(req) => {
+                buf.advance(req.len);
+                respond(&state, &mut io, peer, &req).await.map(|()| req.keep_alive)
+            }
+            Next::Upload { head, length, expect } => {
+                buf.advance(head.len);
+                let body = upload::Body { length, expect };
+                upload::respond(&state, &auth, &mut io, peer, &head, body, &mut buf).await
+            }
             Next::Other => return Some((io, buf.freeze())),
             Next::Closed => return None,
             Next::TimedOut => {
@@ -77,16 +98,14 @@ async fn serve(
                 return None;
             }
         };
-        first = false;
-        buf.advance(req.len);
-        match respond(&state, &mut io, peer, &req).await {
-            Ok(()) if req.keep_alive => {}
-            Ok(()) => {
+        match answered {
+            Ok(true) => {}
+            Ok(false) => {
                 let _ = io.shutdown().await;
                 return None;
             }
             Err(e) => {
-                log::debug!("playback connection from {peer:?} ended: {e}");
+                log::debug!("connection from {peer:?} ended: {e}");
                 return None;
             }
         }
@@ -104,6 +123,9 @@ async fn next_head(io: &mut PacedIo<TcpStream>, buf: &mut BytesMut, first: bool)
             match request::parse(buf, &mut scanned) {
                 Parsed::Partial => {}
                 Parsed::Playback(req) => return Next::Playback(req),
+                Parsed::Upload { head, length, expect } => {
+                    return Next::Upload { head, length, expect };
+                }
                 Parsed::Other => return Next::Other,
             }
         }
@@ -123,29 +145,36 @@ async fn next_head(io: &mut PacedIo<TcpStream>, buf: &mut BytesMut, first: bool)
     }
 }
 
+/// A token and a slot for the client of `req`, as the actix-web middleware takes them: a
+/// session that cannot be resolved counts as none.
+async fn admit(
+    state: &StreamState,
+    req: &Head,
+    peer: Option<SocketAddr>,
+) -> Result<Slot, AppError> {
+    let user = match presented_token(&req.headers) {
+        None => None,
+        Some(token) => {
+            state.sessions.send(ResolveSession { token }).await.ok().and_then(Result::ok)
+        }
+    };
+    let client = limit::client_key(user.flatten().map(|u| u.id), peer, &req.headers, state);
+    limit::admit(state, client).await
+}
+
 /// One playback request: its client's token and slot, the answer, and the access-log line.
 async fn respond(
     state: &StreamState,
     io: &mut PacedIo<TcpStream>,
     peer: Option<SocketAddr>,
-    req: &Playback,
+    req: &Head,
 ) -> io::Result<()> {
     let started = Instant::now();
-    let admit = async {
-        // As the middleware: a session that cannot be resolved counts as none.
-        let user = match presented_token(&req.headers) {
-            None => None,
-            Some(token) => {
-                state.sessions.send(ResolveSession { token }).await.ok().and_then(Result::ok)
-            }
-        };
-        let client = limit::client_key(user.flatten().map(|u| u.id), peer, &req.headers, state);
-        limit::admit(state, client).await
-    };
     // The limiter and the database are asked at once: the worker waits for both answers in one
     // go instead of one after the other (a read only: a refused request changes nothing). The
     // answer is the one the middleware gives, which asks them in turn.
-    let (admitted, video) = futures_util::join!(admit, playback::look_up(state, &req.id));
+    let (admitted, video) =
+        futures_util::join!(admit(state, req, peer), playback::look_up(state, &req.id));
     // The slot is held until the answer has been sent.
     let (answer, _slot) = match (admitted, video) {
         (Err(refused), _) => (Err(refused), None),
@@ -156,11 +185,24 @@ async fn respond(
     };
     let (status, sent) = match answer {
         Ok(Answer::Video(video)) => send_video(state, io, req, video).await?,
-        Ok(Answer::Done(res)) => send_whole(io, req, res).await?,
-        Err(e) => send_whole(io, req, e.error_response()).await?,
+        Ok(Answer::Done(res)) => send_whole(io, req, res, req.keep_alive).await?,
+        Err(e) => send_whole(io, req, e.error_response(), req.keep_alive).await?,
     };
+    log_answer(state, peer, req, status, sent, started);
+    Ok(())
+}
+
+/// The front's metric, and actix-web's access-log line under its logger's name, so that one
+/// filter governs both.
+fn log_answer(
+    state: &StreamState,
+    peer: Option<SocketAddr>,
+    req: &Head,
+    status: StatusCode,
+    sent: u64,
+    started: Instant,
+) {
     state.metrics.front_requests.with_label_values(&[status.as_str()]).inc();
-    // actix-web's access-log line, under its logger's name, so that one filter governs both.
     log::info!(
         target: "actix_web::middleware::logger",
         "{} \"{}\" {} {} {:.6}ms",
@@ -170,22 +212,23 @@ async fn respond(
         sent,
         started.elapsed().as_secs_f64() * 1000.0,
     );
-    Ok(())
 }
 
-/// An answer made whole by actix-web's types (an error, 304, 302, 416): its head and body in
-/// one write. Returns the status and the body bytes sent.
+/// An answer made whole by actix-web's types (an error, 304, 302, 416, an upload's 201): its
+/// head and body in one write, the connection to stay open after it if `keep_alive`. Returns
+/// the status and the body bytes sent.
 async fn send_whole(
     io: &mut PacedIo<TcpStream>,
-    req: &Playback,
+    req: &Head,
     res: HttpResponse,
+    keep_alive: bool,
 ) -> io::Result<(StatusCode, u64)> {
     let (mut res, body) = res.into_parts();
     add_common_headers(res.headers_mut());
     let body =
         actix_web::body::to_bytes(body).await.map_err(|e| io::Error::other(e.to_string()))?;
     let mut out =
-        response::head(req.version, res.status(), res.headers(), body.len() as u64, req.keep_alive);
+        response::head(req.version, res.status(), res.headers(), body.len() as u64, keep_alive);
     let sent = if req.method == Method::HEAD || !response::has_body(res.status()) {
         0
     } else {
@@ -201,7 +244,7 @@ async fn send_whole(
 async fn send_video(
     state: &StreamState,
     io: &mut PacedIo<TcpStream>,
-    req: &Playback,
+    req: &Head,
     video: Video,
 ) -> io::Result<(StatusCode, u64)> {
     let Video { mut res, reader, location, first, len, head } = video;
