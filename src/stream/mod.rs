@@ -47,8 +47,8 @@ pub struct StreamMetrics {
     pub rejections: IntCounter,
     pub bytes_served: IntCounter,
     pub bytes_uploaded: IntCounter,
-    /// Answers of the playback front (`front`), by status: actix-web's request metrics do not
-    /// see them.
+    /// Answers of the stream's front (`front`: playback and raw uploads), by status:
+    /// actix-web's request metrics do not see them.
     pub front_requests: IntCounterVec,
 }
 
@@ -76,7 +76,10 @@ impl StreamMetrics {
                 "upload bytes received",
             ))?,
             front_requests: IntCounterVec::new(
-                opts("stream_front_requests_total", "playback answers sent by the stream's front"),
+                opts(
+                    "stream_front_requests_total",
+                    "answers sent by the stream's front (playback and raw uploads)",
+                ),
                 &["status"],
             )?,
         };
