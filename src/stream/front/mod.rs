@@ -185,24 +185,27 @@ async fn respond(
     };
     let (status, sent) = match answer {
         Ok(Answer::Video(video)) => send_video(state, io, req, video).await?,
-        Ok(Answer::Done(res)) => send_whole(io, req, res, req.keep_alive).await?,
-        Err(e) => send_whole(io, req, e.error_response(), req.keep_alive).await?,
+        Ok(Answer::Done(res)) => send_whole(state, io, req, res, req.keep_alive).await?,
+        Err(e) => send_whole(state, io, req, e.error_response(), req.keep_alive).await?,
     };
-    log_answer(state, peer, req, status, sent, started);
+    log_answer(peer, req, status, sent, started);
     Ok(())
 }
 
-/// The front's metric, and actix-web's access-log line under its logger's name, so that one
-/// filter governs both.
+/// Counts an answer in the front's metric, as it goes out: by the time its client has read it,
+/// the count includes it.
+fn count(state: &StreamState, status: StatusCode) {
+    state.metrics.front_requests.with_label_values(&[status.as_str()]).inc();
+}
+
+/// actix-web's access-log line, under its logger's name, so that one filter governs both.
 fn log_answer(
-    state: &StreamState,
     peer: Option<SocketAddr>,
     req: &Head,
     status: StatusCode,
     sent: u64,
     started: Instant,
 ) {
-    state.metrics.front_requests.with_label_values(&[status.as_str()]).inc();
     log::info!(
         target: "actix_web::middleware::logger",
         "{} \"{}\" {} {} {:.6}ms",
@@ -218,6 +221,7 @@ fn log_answer(
 /// head and body in one write, the connection to stay open after it if `keep_alive`. Returns
 /// the status and the body bytes sent.
 async fn send_whole(
+    state: &StreamState,
     io: &mut PacedIo<TcpStream>,
     req: &Head,
     res: HttpResponse,
@@ -235,6 +239,7 @@ async fn send_whole(
         body.len()
     };
     out.extend_from_slice(&body[..sent]);
+    count(state, res.status());
     io.write_all(&out).await?;
     Ok((res.status(), sent as u64))
 }
@@ -252,6 +257,7 @@ async fn send_video(
     add_common_headers(res.headers_mut());
     let status = res.status();
     let out = response::head(req.version, status, res.headers(), len, req.keep_alive);
+    count(state, status);
     if head || len == 0 {
         io.write_all(&out).await?;
         return Ok((status, 0));

@@ -65,8 +65,8 @@ pub async fn respond(
     };
     let res = answer.unwrap_or_else(|refused| refused.error_response());
     let keep_alive = head.keep_alive && untaken.get() == 0;
-    let (status, sent) = send_whole(io, head, res, keep_alive).await?;
-    log_answer(state, peer, head, status, sent, started);
+    let (status, sent) = send_whole(state, io, head, res, keep_alive).await?;
+    log_answer(peer, head, status, sent, started);
     Ok(keep_alive)
 }
 
