@@ -93,7 +93,9 @@ feed() { wrk -t1 -c8 -d"${WRK_SECS}s" --latency "http://$API/videos?limit=20"; }
 p99() { awk '/ 99%/ {print $2}'; }
 rps() { awk '/Requests\/sec/ {print $2}'; }
 
-# 4. Baseline: api latency with nothing draining.
+# 4. Baseline: api latency with nothing draining, once the setup's writes have reached the disk
+#    (the 10,000 files and deletes just made otherwise flush during the windows below).
+sync; sleep 3
 feed >"$work/base.txt"
 
 # 5. Start the scheduler on the same data dir and time the drain, with the same load running.

@@ -90,7 +90,12 @@ impl Proc {
 
     /// The process's nice value (field 19 of `/proc/<pid>/stat`).
     fn nice(&self) -> i64 {
-        nice_of(&self.child.id().to_string())
+        stat_field(&self.child.id().to_string(), 19)
+    }
+
+    /// The process's scheduling policy (field 41 of `/proc/<pid>/stat`; 5 is `SCHED_IDLE`).
+    fn policy(&self) -> i64 {
+        stat_field(&self.child.id().to_string(), 41)
     }
 
     /// utime + stime of the process, in clock ticks.
@@ -114,11 +119,12 @@ async fn answers_healthz(base: &str) -> bool {
     .await
 }
 
-/// The nice value of `/proc/<pid>`: field 19 of its `stat`.
-fn nice_of(pid: &str) -> i64 {
+/// Field `n` (numbered from 1, as in proc(5)) of `/proc/<pid>/stat`, a number.
+fn stat_field(pid: &str, n: usize) -> i64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc is readable");
+    // Fields after the parenthesised command name start at field 3.
     let rest = &stat[stat.rfind(')').expect("a stat line") + 2..];
-    rest.split_whitespace().nth(16).expect("field 19").parse().expect("a nice value")
+    rest.split_whitespace().nth(n - 3).expect("the field").parse().expect("a number")
 }
 
 impl Drop for Proc {
@@ -279,13 +285,14 @@ async fn a_scheduler_killed_mid_drain_restarts_and_finishes_within_seconds_not_a
     );
 }
 
-/// A scheduler node's work is background work: it runs 19 nice values below the nodes that
-/// serve requests (capped at 19), which keep their priority.
+/// A scheduler node's work is background work: it runs under `SCHED_IDLE`, 19 nice values
+/// below the nodes that serve requests (capped at 19), which keep their priority and policy.
 #[actix_web::test]
 async fn a_scheduler_node_yields_the_cpu_to_the_nodes_serving_requests() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let data = dir.path().join("data");
-    let ours = nice_of("self");
+    let ours = stat_field("self", 19);
+    let our_policy = stat_field("self", 41);
     let api = Proc::start(&data, "api", &[]).await;
     let ports = Ports::fresh();
     let scheduler = Proc::spawn(&data, "scheduler", &ports, &[]);
@@ -293,4 +300,6 @@ async fn a_scheduler_node_yields_the_cpu_to_the_nodes_serving_requests() {
     assert!(answers_healthz(&url).await, "the scheduler answers /healthz");
     assert_eq!(api.nice(), ours, "the api keeps its priority");
     assert_eq!(scheduler.nice(), (ours + 19).min(19), "the scheduler yields");
+    assert_eq!(api.policy(), our_policy, "the api keeps its policy");
+    assert_eq!(scheduler.policy(), 5, "the scheduler runs under SCHED_IDLE");
 }
