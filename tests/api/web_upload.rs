@@ -234,21 +234,20 @@ async fn a_file_over_the_limit_is_refused_with_413_as_the_limit_is_crossed() {
     assert!(seen.sent_at_answer > 1 << 20, "413 came once the limit was crossed: {seen:#?}");
 }
 
-#[actix_web::test]
-async fn a_chunked_file_over_the_limit_is_refused_with_413_and_not_drained() {
-    let app = TestApp::spawn_with(|c| c.max_upload_bytes = 1 << 20).await;
+/// A chunked body over the limit sent to `base` of `app` (the web or the stream), with gus's
+/// session: what the server did, and when.
+async fn chunked_over_the_limit(app: &TestApp, base: &str) -> Seen {
     let gus = app.register("gus").await;
     let vid = app.create_video(&gus, "too big, chunked").await;
     let cookie = jar_of(&gus).header();
-    let seen = slow_upload(
-        &app.web,
-        &vid,
-        cookie.as_deref(),
-        "video/mp4",
-        Framing::Chunked,
-        fake_mp4(STEP),
-    )
-    .await;
+    let body = fake_mp4(STEP);
+    slow_upload(base, &vid, cookie.as_deref(), "video/mp4", Framing::Chunked, body).await
+}
+
+#[actix_web::test]
+async fn a_chunked_file_over_the_limit_is_refused_with_413_and_not_drained() {
+    let app = TestApp::spawn_with(|c| c.max_upload_bytes = 1 << 20).await;
+    let seen = chunked_over_the_limit(&app, &app.web).await;
     // Closed like a sized body, not drained to its end as actix-http would drain a chunked
     // body whose reader had gone.
     assert_refused_early(&seen, 413, "008");
@@ -260,18 +259,7 @@ async fn a_chunked_file_over_the_limit_is_refused_with_413_and_not_drained() {
 #[actix_web::test]
 async fn the_stream_closes_rather_than_drains_a_chunked_file_over_the_limit() {
     let app = TestApp::spawn_with(|c| c.max_upload_bytes = 1 << 20).await;
-    let gus = app.register("gus").await;
-    let vid = app.create_video(&gus, "too big, chunked").await;
-    let cookie = jar_of(&gus).header();
-    let seen = slow_upload(
-        &app.stream,
-        &vid,
-        cookie.as_deref(),
-        "video/mp4",
-        Framing::Chunked,
-        fake_mp4(STEP),
-    )
-    .await;
+    let seen = chunked_over_the_limit(&app, &app.stream).await;
     assert_refused_early(&seen, 413, "008");
 }
 

@@ -53,16 +53,8 @@ pub fn front(state: web::Data<StreamState>, auth: web::Data<AuthState>) -> Front
     Arc::new(move |io, peer| Box::pin(serve(state.clone(), auth.clone(), io, peer)))
 }
 
-/// What waiting for a request head came to.
-enum Next {
-    Playback(Head),
-    Upload {
-        head: Head,
-        length: u64,
-        expect: bool,
-    },
-    /// A request for actix-web (the bytes are still in the buffer).
-    Other,
+/// Why no request head came.
+enum Stop {
     /// The client closed, went quiet between requests, or the connection failed.
     Closed,
     /// A head did not arrive in time.
@@ -82,18 +74,18 @@ async fn serve(
         let next = next_head(&mut io, &mut buf, first).await;
         first = false;
         let answered = match next {
-            Next::Playback(req) => {
+            Ok(Parsed::Playback(req)) => {
                 buf.advance(req.len);
                 respond(&state, &mut io, peer, &req).await.map(|()| req.keep_alive)
             }
-            Next::Upload { head, length, expect } => {
+            Ok(Parsed::Upload { head, length, expect }) => {
                 buf.advance(head.len);
                 let body = upload::Body { length, expect };
                 upload::respond(&state, &auth, &mut io, peer, &head, body, &mut buf).await
             }
-            Next::Other => return Some((io, buf.freeze())),
-            Next::Closed => return None,
-            Next::TimedOut => {
+            Ok(Parsed::Other) => return Some((io, buf.freeze())),
+            Err(Stop::Closed) => return None,
+            Err(Stop::TimedOut) => {
                 let _ = io.write_all(&response::request_timeout()).await;
                 return None;
             }
@@ -115,19 +107,18 @@ async fn serve(
 /// Reads until `buf` starts with a whole head. The first head must arrive within
 /// `HEAD_TIMEOUT` of the connection; a later one may be awaited for `KEEP_ALIVE`, then has
 /// `HEAD_TIMEOUT` from its first byte.
-async fn next_head(io: &mut PacedIo<TcpStream>, buf: &mut BytesMut, first: bool) -> Next {
+async fn next_head(
+    io: &mut PacedIo<TcpStream>,
+    buf: &mut BytesMut,
+    first: bool,
+) -> Result<Parsed, Stop> {
     let mut deadline = (first || !buf.is_empty()).then(|| Instant::now() + HEAD_TIMEOUT);
     let mut scanned = 0;
     loop {
-        if !buf.is_empty() {
-            match request::parse(buf, &mut scanned) {
-                Parsed::Partial => {}
-                Parsed::Playback(req) => return Next::Playback(req),
-                Parsed::Upload { head, length, expect } => {
-                    return Next::Upload { head, length, expect };
-                }
-                Parsed::Other => return Next::Other,
-            }
+        if !buf.is_empty()
+            && let Some(parsed) = request::parse(buf, &mut scanned)
+        {
+            return Ok(parsed);
         }
         let wait = deadline.unwrap_or_else(|| Instant::now() + KEEP_ALIVE);
         // Never more than a head's worth: what is past it is actix-http's to read, in its own
@@ -136,8 +127,8 @@ async fn next_head(io: &mut PacedIo<TcpStream>, buf: &mut BytesMut, first: bool)
         buf.reserve(want.min(4096));
         let mut room = (&mut *buf).limit(want);
         match tokio::time::timeout_at(wait, io.read_buf(&mut room)).await {
-            Err(_) if deadline.is_some() => return Next::TimedOut,
-            Err(_) | Ok(Ok(0) | Err(_)) => return Next::Closed,
+            Err(_) if deadline.is_some() => return Err(Stop::TimedOut),
+            Err(_) | Ok(Ok(0) | Err(_)) => return Err(Stop::Closed),
             Ok(Ok(_)) => {
                 deadline.get_or_insert_with(|| Instant::now() + HEAD_TIMEOUT);
             }
@@ -208,9 +199,11 @@ fn log_answer(
 ) {
     log::info!(
         target: "actix_web::middleware::logger",
-        "{} \"{}\" {} {} {:.6}ms",
+        "{} \"{} {} {:?}\" {} {} {:.6}ms",
         peer.map_or_else(|| "-".to_owned(), |p| p.ip().to_string()),
-        req.line,
+        req.method,
+        req.target,
+        req.version,
         status.as_u16(),
         sent,
         started.elapsed().as_secs_f64() * 1000.0,

@@ -19,8 +19,8 @@ pub struct Head {
     pub method: Method,
     /// The id as it stands in the path (only letters, digits and `-`: nothing to decode).
     pub id: String,
-    /// The request line, for the access log.
-    pub line: String,
+    /// The request target as sent, for the access log.
+    pub target: String,
     pub version: Version,
     pub headers: HeaderMap,
     /// Whether the connection stays open after the answer (actix-http's rule: HTTP/1.1 unless
@@ -30,11 +30,9 @@ pub struct Head {
     pub len: usize,
 }
 
-/// What the bytes read so far hold.
+/// What a whole head asks.
 #[derive(Debug)]
 pub enum Parsed {
-    /// Not a whole head yet.
-    Partial,
     Playback(Head),
     /// A raw upload: its body's declared length, and whether the client waits for
     /// `100 Continue` before sending it.
@@ -49,23 +47,23 @@ pub enum Parsed {
     Other,
 }
 
-/// Reads the head at the start of `buf`. `scanned` is how much of `buf` earlier calls searched
-/// for the head's end; only the new bytes are searched, so a client sending a byte at a time
-/// costs linear work, not quadratic.
-pub fn parse(buf: &[u8], scanned: &mut usize) -> Parsed {
+/// Reads the head at the start of `buf`; `None` while it is not whole. `scanned` is how much of
+/// `buf` earlier calls searched for the head's end; only the new bytes are searched, so a client
+/// sending a byte at a time costs linear work, not quadratic.
+pub fn parse(buf: &[u8], scanned: &mut usize) -> Option<Parsed> {
     let from = scanned.saturating_sub(3);
     *scanned = buf.len();
     let ended = buf[from..].windows(2).any(|w| w == b"\n\n")
         || buf[from..].windows(3).any(|w| w == b"\n\r\n");
     if !ended {
-        return if buf.len() < MAX_HEAD { Parsed::Partial } else { Parsed::Other };
+        return (buf.len() >= MAX_HEAD).then_some(Parsed::Other);
     }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => classify(&req, len).unwrap_or(Parsed::Other),
-        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => Parsed::Partial,
-        _ => Parsed::Other,
+        Ok(httparse::Status::Complete(len)) => Some(classify(&req, len).unwrap_or(Parsed::Other)),
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => None,
+        _ => Some(Parsed::Other),
     }
 }
 
@@ -165,9 +163,8 @@ fn head(req: &httparse::Request<'_, '_>, len: usize) -> Option<(Head, Body)> {
         body.unusual = true;
     }
     let keep_alive = !close && (version == Version::HTTP_11 || keep);
-    let line = format!("{method} {path} {version:?}");
-    let id = id.to_owned();
-    Some((Head { method, id, line, version, headers, keep_alive, len }, body))
+    let (id, target) = (id.to_owned(), path.to_owned());
+    Some((Head { method, id, target, version, headers, keep_alive, len }, body))
 }
 
 /// The id of `/videos/:id` or `/upload/:id` (`prefix`; a query is ignored, as actix-web's
@@ -186,7 +183,7 @@ mod tests {
     use super::*;
 
     fn parse_all(raw: &[u8]) -> Parsed {
-        parse(raw, &mut 0)
+        parse(raw, &mut 0).expect("a whole head")
     }
 
     fn playback_of(raw: &[u8]) -> Head {
@@ -204,7 +201,7 @@ mod tests {
         assert_eq!((p.method, p.id.as_str(), p.keep_alive), (Method::GET, "abc-1", true));
         assert_eq!(p.headers.get("range").unwrap(), "bytes=0-1");
         assert_eq!(p.len, 61, "the head ends before the next request's bytes");
-        assert_eq!(p.line, "GET /videos/abc-1?x=1 HTTP/1.1");
+        assert_eq!(p.target, "/videos/abc-1?x=1");
         assert!(
             !playback_of(b"HEAD /videos/a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
                 .keep_alive
@@ -270,10 +267,10 @@ mod tests {
         let raw = b"GET /videos/a HTTP/1.1\r\nHost: h\r\nRange: bytes=0-1\r\n\r\n";
         let mut scanned = 0;
         for end in 1..raw.len() {
-            assert!(matches!(parse(&raw[..end], &mut scanned), Parsed::Partial), "{end}");
+            assert!(parse(&raw[..end], &mut scanned).is_none(), "{end}");
             assert_eq!(scanned, end);
         }
-        assert!(matches!(parse(raw, &mut scanned), Parsed::Playback(_)));
+        assert!(matches!(parse(raw, &mut scanned), Some(Parsed::Playback(_))));
         let long = format!("GET /videos/a HTTP/1.1\r\nX: {}", "y".repeat(MAX_HEAD));
         assert!(matches!(parse_all(long.as_bytes()), Parsed::Other));
     }
