@@ -87,7 +87,7 @@ if failed:
     sys.exit(f"deletes failed: {failed[0]}")
 PY
 t1=$(date +%s.%N)
-queued=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from video_del_rec').fetchone()[0])" "$data/douyin.sqlite3")
+queued=$(python3 -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(\"select count(*) from jobs where kind = 'remove_video'\").fetchone()[0])" "$data/douyin.sqlite3")
 
 feed() { wrk -t1 -c8 -d"${WRK_SECS}s" --latency "http://$API/videos?limit=20"; }
 p99() { awk '/ 99%/ {print $2}'; }
@@ -100,7 +100,7 @@ feed >"$work/base.txt"
 
 # 5. Start the scheduler on the same data dir and time the drain, with the same load running.
 # The sqlite3 shell, not python, polls: it costs a couple of milliseconds of CPU, not thirty.
-count() { sqlite3 -cmd '.timeout 5000' "$data/douyin.sqlite3" 'select count(*) from video_del_rec'; }
+count() { sqlite3 -cmd '.timeout 5000' "$data/douyin.sqlite3" "select count(*) from jobs where kind = 'remove_video'"; }
 feed >"$work/drain.txt" &
 wrk_pid=$!
 s0=$(date +%s.%N)

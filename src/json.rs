@@ -30,6 +30,15 @@ pub struct VideoJson {
     pub content_type: Option<String>,
     pub display_ctime: String,
     pub create_time: String,
+    /// What the scheduler's probe found (README, "Video object"): all `null` until then.
+    pub duration_ms: Option<u64>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    /// The poster image, a path on the site's origin (the web and stream services both serve
+    /// it); `null` until probed, and for a file without a picture.
+    pub poster_url: Option<String>,
 }
 
 impl From<Video> for VideoJson {
@@ -39,6 +48,8 @@ impl From<Video> for VideoJson {
             Some(f) => (Some(f.size), Some(f.content_type)),
             None => (None, None),
         };
+        let media = v.media.unwrap_or_default();
+        let poster_url = media.poster.as_ref().map(|_| format!("/videos/{}/poster", v.id));
         VideoJson {
             id: v.id.to_string(),
             author_id: v.author_id.0,
@@ -49,6 +60,12 @@ impl From<Video> for VideoJson {
             content_type,
             display_ctime: display_time(v.created_at),
             create_time: rfc3339(v.created_at),
+            duration_ms: media.duration_ms,
+            width: media.width,
+            height: media.height,
+            video_codec: media.video_codec,
+            audio_codec: media.audio_codec,
+            poster_url,
         }
     }
 }

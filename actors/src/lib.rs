@@ -16,6 +16,7 @@ pub mod changes;
 pub mod clock;
 pub mod error;
 pub mod limiter;
+pub mod media;
 pub mod model;
 pub mod relocate;
 pub mod scheduler;

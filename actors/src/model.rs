@@ -332,6 +332,33 @@ pub struct Video {
     pub created_at: OffsetDateTime,
     /// `None` while pending.
     pub file: Option<VideoFile>,
+    /// What the `ProbeVideo` job found in the file; `None` until it has run.
+    pub media: Option<MediaInfo>,
+}
+
+/// What ffprobe and ffmpeg found in a ready video's file. Every field is optional: a file
+/// with sound only has no size, a stream without a duration has none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MediaInfo {
+    pub duration_ms: Option<u64>,
+    /// The displayed size: rotation (a phone's portrait video) already applied.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// ffprobe's codec names, e.g. `h264`, `vp9`, `aac`, `opus`.
+    pub video_codec: Option<String>,
+    pub audio_codec: Option<String>,
+    /// The poster frame, when the file has a picture to take one from.
+    pub poster: Option<Poster>,
+}
+
+/// A video's poster image, stored beside its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poster {
+    pub size: u64,
+    pub content_type: String,
+    /// The strong ETag value without quotes (a hash of the image).
+    pub etag: String,
+    pub made_at: OffsetDateTime,
 }
 
 impl Video {
@@ -351,9 +378,49 @@ pub struct Comment {
     pub created_at: OffsetDateTime,
 }
 
-/// A queued removal of a deleted video's file, comments and row.
+/// What a job of the durable queue does to its video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JobKind {
+    /// Removes a deleted video's file, poster, comments and row.
+    RemoveVideo,
+    /// Reads a ready video's duration, size and codecs, and takes its poster frame.
+    ProbeVideo,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 2] = [JobKind::RemoveVideo, JobKind::ProbeVideo];
+
+    /// The column's value, and the name in the internal API and the metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::RemoveVideo => "remove_video",
+            JobKind::ProbeVideo => "probe_video",
+        }
+    }
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobKind {
+    type Err = Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Invalid> {
+        JobKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| Invalid("a job kind is remove_video or probe_video".into()))
+    }
+}
+
+/// One job of the durable queue: a kind and the video it is about (one job of each kind per
+/// video at most).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeletionRecord {
+pub struct JobRecord {
+    pub kind: JobKind,
     pub video_id: VideoId,
     pub attempts: u32,
     pub next_attempt_at: OffsetDateTime,
@@ -361,8 +428,11 @@ pub struct DeletionRecord {
     /// Gave up after too many attempts; kept visible rather than retried forever.
     pub failed: bool,
     pub queued_at: OffsetDateTime,
-    /// The scheduler incarnation running it now, if any (see `store::ClaimDeletions`).
+    /// The scheduler incarnation running it now, if any (see `store::ClaimJobs`).
     pub claimed_by: Option<IncarnationId>,
+    /// A program the job needs and the scheduler that last ran it could not find (`ffmpeg`):
+    /// the job waits, without counting attempts, until a scheduler finds it.
+    pub waiting_for: Option<String>,
 }
 
 #[cfg(test)]

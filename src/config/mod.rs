@@ -163,6 +163,15 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub delete_every_secs: u64,
 
+    /// The ffprobe the scheduler runs to read a video's duration, size and codecs: a name
+    /// looked up on PATH, or a path. Missing, videos play without them until it is installed.
+    #[arg(long, env = "DOUYIN_FFPROBE", default_value = "ffprobe")]
+    pub ffprobe: std::ffi::OsString,
+
+    /// The ffmpeg the scheduler runs to take a video's poster frame (as --ffprobe).
+    #[arg(long, env = "DOUYIN_FFMPEG", default_value = "ffmpeg")]
+    pub ffmpeg: std::ffi::OsString,
+
     /// Shared secret of the internal scheduler API [default: generated once into
     /// <data-dir>/internal.token].
     #[arg(long, env = "DOUYIN_INTERNAL_TOKEN", hide_env_values = true)]
@@ -231,6 +240,11 @@ pub struct MoveArgs {
 }
 
 impl Config {
+    /// The programs media jobs run.
+    pub fn media_tools(&self) -> actors::media::MediaTools {
+        actors::media::MediaTools::new(self.ffprobe.clone(), self.ffmpeg.clone())
+    }
+
     /// The configuration with every default and nothing from the environment (a developer's
     /// `DOUYIN_*` variables must not leak into tests).
     pub fn defaults_for(data_dir: PathBuf) -> Self {

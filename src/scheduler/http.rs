@@ -1,4 +1,4 @@
-//! The internal REST API: queue a deletion, list the queue. Every request must carry
+//! The internal REST API: queue a deletion, list the deletion queue, list the jobs. Every request must carry
 //! `Authorization: Bearer <internal token>`.
 
 use std::future::{Ready, ready};
@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, dev::Payload, web};
-use actors::model::{DeletionRecord, VideoId};
+use actors::model::{JobKind, JobRecord, VideoId};
 use actors::scheduler::{Dispatcher, QueueDeletion};
-use actors::store::{ListDeletions, VideoStore};
-use serde::Serialize;
+use actors::store::{ListJobs, VideoStore};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
 
@@ -64,26 +64,41 @@ impl FromRequest for InternalCaller {
 
 #[derive(Debug, Serialize)]
 struct RecordJson {
+    kind: &'static str,
     video_id: String,
     attempts: u32,
     next_attempt_at: String,
     last_error: Option<String>,
-    /// Given up on after too many attempts: kept for a human, not retried.
+    /// Given up on after too many attempts (or at once, for a file no retry can read): kept
+    /// for a human, not retried.
     failed: bool,
     queued_at: String,
+    /// A scheduler is running it now.
+    running: bool,
+    /// The program it waits for (`ffmpeg`), when the scheduler lacks it.
+    waiting_for: Option<String>,
 }
 
-impl From<DeletionRecord> for RecordJson {
-    fn from(r: DeletionRecord) -> Self {
+impl From<JobRecord> for RecordJson {
+    fn from(r: JobRecord) -> Self {
         RecordJson {
+            kind: r.kind.as_str(),
             video_id: r.video_id.to_string(),
             attempts: r.attempts,
             next_attempt_at: rfc3339(r.next_attempt_at),
             last_error: r.last_error,
             failed: r.failed,
             queued_at: rfc3339(r.queued_at),
+            running: r.claimed_by.is_some(),
+            waiting_for: r.waiting_for,
         }
     }
+}
+
+/// `?kind=` of the job listing.
+#[derive(Debug, Deserialize)]
+pub struct JobsQuery {
+    kind: Option<String>,
 }
 
 /// `POST /video-delete-record/:vid`: hide the video and queue its removal; idempotent.
@@ -102,9 +117,25 @@ pub async fn list(
     _: InternalCaller,
     state: web::Data<SchedulerState>,
 ) -> Result<HttpResponse, AppError> {
-    let records = state.store.send(ListDeletions).await??;
+    let records = state.store.send(ListJobs { kind: Some(JobKind::RemoveVideo) }).await??;
     let pending: Vec<RecordJson> = records.into_iter().map(RecordJson::from).collect();
     Ok(HttpResponse::Ok().json(json!({ "pending": pending })))
+}
+
+/// `GET /jobs[?kind=remove_video|probe_video]`: every job queued, or those of one kind, next
+/// attempt first.
+pub async fn jobs(
+    _: InternalCaller,
+    state: web::Data<SchedulerState>,
+    query: web::Query<JobsQuery>,
+) -> Result<HttpResponse, AppError> {
+    let kind = match query.into_inner().kind {
+        Some(k) => Some(k.parse::<JobKind>().map_err(AppError::from)?),
+        None => None,
+    };
+    let records = state.store.send(ListJobs { kind }).await??;
+    let jobs: Vec<RecordJson> = records.into_iter().map(RecordJson::from).collect();
+    Ok(HttpResponse::Ok().json(json!({ "jobs": jobs })))
 }
 
 #[cfg(test)]

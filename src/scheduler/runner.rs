@@ -6,8 +6,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use actix::{Actor as _, Addr};
+use actors::media::{MediaTools, ProbeLimits};
 use actors::scheduler::{
-    DirectUploads, Dispatcher, DispatcherConfig, Executor, Reconcile, RetryPolicy,
+    DirectUploads, Dispatcher, DispatcherConfig, Executor, MediaJobs, Reconcile, RetryPolicy,
     SchedulerMetrics, Tick,
 };
 use actors::store::{SchedulerNode, VideoStore};
@@ -36,22 +37,34 @@ impl Runner {
     /// timer: a `Tick` every `every`, a `Reconcile` every [`RECONCILE_EVERY`], and one of each
     /// right away, so a queue left by a previous run (its claims included) drains without
     /// waiting for the first period. `uploads` are the node's (reconciliation shares their
-    /// claims); a direct upload is reconciled `direct_grace` after its ticket.
+    /// claims); a direct upload is reconciled `direct_grace` after its ticket. Probes run
+    /// `tools` (looked for at the first tick, which warns once when they are missing).
     pub async fn start(
         store: Addr<VideoStore>,
         uploads: Uploads,
         every: Duration,
         node: SchedulerNode,
         direct_grace: Duration,
+        tools: MediaTools,
     ) -> Result<Runner, RunnerError> {
         // Files are removed wherever they are: a moving site has both.
         let blobs = uploads.blobs().everywhere();
         let metrics = SchedulerMetrics::new();
-        let executor =
-            Executor::new(store.clone(), blobs.clone(), RetryPolicy::default(), metrics.clone())
-                .start();
+        let media = MediaJobs {
+            blobs: uploads.blobs().clone(),
+            tools: tools.clone(),
+            limits: ProbeLimits::default(),
+        };
+        let executor = Executor::new(
+            store.clone(),
+            blobs.clone(),
+            media,
+            RetryPolicy::default(),
+            metrics.clone(),
+        )
+        .start();
         let config = DispatcherConfig { alive_for: alive_for(every), ..Default::default() };
-        let dispatcher = Dispatcher::new(store, executor, blobs, config, metrics.clone())
+        let dispatcher = Dispatcher::new(store, executor, blobs, tools, config, metrics.clone())
             .with_node(node)
             .with_direct_uploads(DirectUploads { uploads, grace: direct_grace })
             .start();

@@ -21,7 +21,7 @@ const WARN_EVERY_SECS: i64 = 30;
 const MAX_WAKES_IN_FLIGHT: usize = 8;
 
 /// The dispatcher in this process.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct LocalWake(pub Addr<Dispatcher>);
 
 impl WakeScheduler for LocalWake {
@@ -35,7 +35,7 @@ impl WakeScheduler for LocalWake {
 
 /// A scheduler in another process, reached at `--scheduler-url`. A handle to the
 /// [`WakeSender`] actor that owns the HTTP client: `wake` only drops a message in its mailbox.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct RemoteWake(Addr<WakeSender>);
 
 impl RemoteWake {

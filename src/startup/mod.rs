@@ -375,8 +375,9 @@ impl Node {
                 let every = Duration::from_secs(common.config.delete_every_secs);
                 let grace = Duration::from_secs(common.config.storage.direct_upload_grace_secs);
                 let uploads = stores.uploads.clone();
+                let tools = common.config.media_tools();
                 let runner =
-                    Runner::start(stores.store.clone(), uploads, every, node, grace).await?;
+                    Runner::start(stores.store.clone(), uploads, every, node, grace, tools).await?;
                 servers.push(start_scheduler(&common, stores, &runner, l)?);
                 log::info!("scheduler service listening on {}", urls.scheduler);
                 scheduler = Some(runner);
@@ -386,7 +387,7 @@ impl Node {
                 log::info!("api service listening on {}", urls.api);
             }
             if let Some(l) = stream_l {
-                let app = StreamApp::new(&common, stores)?;
+                let app = StreamApp::new(&common, stores, scheduler.as_ref())?;
                 servers.push(start_stream(&common, stores, &app, l)?);
                 log::info!("stream service listening on {}", urls.stream);
                 stream_app = Some(app);

@@ -80,7 +80,12 @@ pub(super) struct StreamApp {
 }
 
 impl StreamApp {
-    pub(super) fn new(common: &Common, stores: &Stores) -> Result<Self, StartError> {
+    /// `scheduler` is this process's runner, when it has one.
+    pub(super) fn new(
+        common: &Common,
+        stores: &Stores,
+        scheduler: Option<&Runner>,
+    ) -> Result<Self, StartError> {
         let auth = auth_state(common, stores);
         let registry = registry(stores)?;
         let metrics =
@@ -97,6 +102,11 @@ impl StreamApp {
             receive_pace: config.receive_pace(),
             trusted_proxies: config.trusted_proxies.clone(),
             metrics,
+            // A scheduler in another process finds the probe at its next tick.
+            scheduler: match scheduler {
+                Some(runner) => Arc::new(LocalWake(runner.dispatcher.clone())),
+                None => Arc::new(scheduler::NextTick),
+            },
         });
         Ok(StreamApp { state, auth, registry })
     }

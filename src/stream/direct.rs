@@ -62,5 +62,6 @@ pub async fn complete(
 ) -> Result<HttpResponse, AppError> {
     let (id, caller) = video_and_caller(&req, &path).await?;
     let video = state.uploads.complete(id, caller).await?;
+    state.scheduler.wake(id);
     Ok(HttpResponse::Created().json(VideoJson::from(video)))
 }

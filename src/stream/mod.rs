@@ -4,10 +4,12 @@ mod direct;
 pub mod front;
 mod limit;
 mod playback;
+mod poster;
 mod range;
 mod upload;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::middleware::from_fn;
@@ -21,6 +23,7 @@ use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::config::Playback;
 use crate::pace::MinRate;
+use crate::scheduler::WakeScheduler;
 
 /// What the stream handlers share.
 #[derive(Debug)]
@@ -38,6 +41,8 @@ pub struct StreamState {
     pub receive_pace: MinRate,
     pub trusted_proxies: Vec<IpAddr>,
     pub metrics: StreamMetrics,
+    /// Told when an upload made a video ready (its probe job is queued).
+    pub scheduler: Arc<dyn WakeScheduler>,
 }
 
 /// The stream's own Prometheus series, beside the per-route request metrics.
@@ -100,6 +105,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(limit::limit))
             .route(web::get().to(playback::play))
             .route(web::head().to(playback::play)),
+    )
+    .service(
+        web::resource("/videos/{vid}/poster")
+            .wrap(from_fn(limit::limit))
+            .route(web::get().to(poster::poster))
+            .route(web::head().to(poster::poster)),
     )
     .service(
         web::resource("/upload/{vid}")

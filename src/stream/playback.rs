@@ -45,13 +45,36 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 }
 
 /// The validators and caching headers every playback answer carries.
-fn validated(status: StatusCode, v: &Validators) -> HttpResponseBuilder {
+pub(super) fn validated(status: StatusCode, v: &Validators) -> HttpResponseBuilder {
     let mut res = HttpResponse::build(status);
     res.insert_header((header::ETAG, v.etag.as_str()))
         .insert_header((header::LAST_MODIFIED, httpdate::fmt_http_date(v.last_modified)))
         .insert_header((header::CACHE_CONTROL, CACHE_CONTROL))
         .insert_header((header::ACCEPT_RANGES, "bytes"));
     res
+}
+
+/// RFC 9110 §13.2.2: If-Match, else If-Unmodified-Since (412 when it fails); then
+/// If-None-Match, else If-Modified-Since (`Some(304)`). `None`: go on (If-Range is the
+/// caller's, for ranges).
+pub(super) fn preconditions(
+    headers: &HeaderMap,
+    v: &Validators,
+) -> Result<Option<HttpResponse>, AppError> {
+    let may_proceed = match header_str(headers, header::IF_MATCH) {
+        Some(im) => range::match_holds(im, v),
+        None => header_str(headers, header::IF_UNMODIFIED_SINCE)
+            .is_none_or(|ius| range::unmodified_since_holds(ius, v)),
+    };
+    if !may_proceed {
+        return Err(AppError::PreconditionFailed);
+    }
+    let not_modified = match header_str(headers, header::IF_NONE_MATCH) {
+        Some(inm) => range::none_match_hits(inm, v),
+        None => header_str(headers, header::IF_MODIFIED_SINCE)
+            .is_some_and(|ims| range::not_modified_since(ims, v)),
+    };
+    Ok(not_modified.then(|| validated(StatusCode::NOT_MODIFIED, v).finish()))
 }
 
 /// How a playback request is answered.
@@ -143,24 +166,8 @@ pub(super) async fn answer_for(
         etag: format!("\"{}\"", file.sha256),
         last_modified: UNIX_EPOCH + Duration::from_secs(secs),
     };
-
-    // RFC 9110 §13.2.2: If-Match, else If-Unmodified-Since; then If-None-Match, else
-    // If-Modified-Since; then If-Range.
-    let may_proceed = match header_str(headers, header::IF_MATCH) {
-        Some(im) => range::match_holds(im, &v),
-        None => header_str(headers, header::IF_UNMODIFIED_SINCE)
-            .is_none_or(|ius| range::unmodified_since_holds(ius, &v)),
-    };
-    if !may_proceed {
-        return Err(AppError::PreconditionFailed);
-    }
-    let not_modified = match header_str(headers, header::IF_NONE_MATCH) {
-        Some(inm) => range::none_match_hits(inm, &v),
-        None => header_str(headers, header::IF_MODIFIED_SINCE)
-            .is_some_and(|ims| range::not_modified_since(ims, &v)),
-    };
-    if not_modified {
-        return Ok(Answer::Done(validated(StatusCode::NOT_MODIFIED, &v).finish()));
+    if let Some(done) = preconditions(headers, &v)? {
+        return Ok(Answer::Done(done));
     }
     // Redirected playback: the visibility check and the limiter's token are behind us, so a
     // GET goes to a signed URL of the object and its bytes flow from the store; a HEAD is

@@ -148,6 +148,8 @@ pub(super) async fn receive_body<E: std::fmt::Display>(
         }
     }
     let video = upload.commit().await?;
+    // Its probe was queued with the commit: run it now rather than at the next tick.
+    state.scheduler.wake(id);
     Ok(HttpResponse::Created().json(VideoJson::from(video)))
 }
 

@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use actix::Addr;
-use actors::model::{DeletionRecord, VideoId};
+use actors::model::{JobKind, JobRecord, VideoId};
 use actors::store::{
-    ClaimDeletions, EnqueueDeletion, FailDeletion, Heartbeat, Incarnation, Liveness, SchedulerNode,
+    ClaimJobs, EnqueueDeletion, FailJob, Heartbeat, Incarnation, Liveness, SchedulerNode,
     VideoStore,
 };
 use time::OffsetDateTime;
@@ -42,7 +42,7 @@ async fn claim(
     lease: Duration,
 ) -> BTreeSet<VideoId> {
     let claimed = store
-        .send(ClaimDeletions { claimer: who.clone(), now, limit, lease })
+        .send(ClaimJobs { kind: JobKind::RemoveVideo, claimer: who.clone(), now, limit, lease })
         .await
         .expect("reachable")
         .expect("claimed");
@@ -55,7 +55,7 @@ async fn beat(store: &Addr<VideoStore>, who: &Incarnation, now: OffsetDateTime) 
     store.send(msg).await.expect("reachable").expect("heartbeat")
 }
 
-async fn record(store: &Addr<VideoStore>, video: VideoId) -> DeletionRecord {
+async fn record(store: &Addr<VideoStore>, video: VideoId) -> JobRecord {
     records(store).await.into_iter().find(|r| r.video_id == video).expect("still queued")
 }
 
@@ -90,7 +90,8 @@ async fn a_live_incarnations_claims_stay_its_own_and_a_dead_ones_are_free(db: Te
     assert!(taken.is_superset(&of_a), "B took A's claims: {taken:?}");
     // A late failure from A is fenced off: the record is B's now and stays untouched.
     let video = *of_a.first().expect("two records");
-    let fail = FailDeletion {
+    let fail = FailJob {
+        kind: JobKind::RemoveVideo,
         video,
         claim: Some(a.id),
         error: "late".into(),

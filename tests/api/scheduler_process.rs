@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use actix::Addr;
 use actix_web::http::Method;
-use actors::model::{UserId, VideoId};
-use actors::store::{DeletionQueueStats, VideoStore};
+use actors::model::{JobKind, UserId, VideoId};
+use actors::store::{JobQueueStats, VideoStore};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -213,7 +213,12 @@ async fn an_idle_server_uses_almost_no_cpu() {
 
 /// Records still to run (not given up on).
 async fn waiting(store: &Addr<VideoStore>) -> u64 {
-    store.send(DeletionQueueStats).await.expect("store reachable").expect("queue stats").waiting
+    store
+        .send(JobQueueStats { kind: JobKind::RemoveVideo })
+        .await
+        .expect("store reachable")
+        .expect("queue stats")
+        .waiting
 }
 
 /// Queues `n` removals of videos that never had a row or a file, in one transaction, as
@@ -226,7 +231,8 @@ fn queue_many(db: &Path, n: usize) {
         .expect("milliseconds fit");
     for _ in 0..n {
         tx.execute(
-            "INSERT INTO video_del_rec (video_id, next_attempt_at, queued_at) VALUES (?1, ?2, ?2)",
+            "INSERT INTO jobs (kind, video_id, next_attempt_at, queued_at)
+             VALUES ('remove_video', ?1, ?2, ?2)",
             rusqlite::params![VideoId::new().to_string(), now],
         )
         .expect("queued");

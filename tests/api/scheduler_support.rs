@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::Addr;
-use actors::blob::{BlobReader, BlobStore, BlobWriter, LocalBlobs};
+use actors::blob::{BlobReader, BlobStore, BlobWriter, Blobs, LocalBlobs, MediaInput};
+use actors::media::{MediaTools, ProbeLimits};
 use actors::model::{
-    CommentText, DeletionRecord, PwdHash, User, UserId, UserName, VideoFile, VideoId,
+    CommentText, JobKind, JobRecord, PwdHash, User, UserId, UserName, VideoFile, VideoId,
 };
+use actors::scheduler::MediaJobs;
 use actors::store::{
-    CreateComment, CreateVideo, DeleteVideo, InsertUser, ListDeletions, MarkReady, Remnants,
+    CreateComment, CreateVideo, DeleteVideo, InsertUser, ListJobs, MarkReady, Remnants,
     VideoRemnants, VideoStore,
 };
 use time::OffsetDateTime;
@@ -85,7 +87,16 @@ impl Fixture {
         video
     }
 
-    pub async fn records(&self) -> Vec<DeletionRecord> {
+    /// What probe jobs run with over this fixture: its files, ffmpeg from `PATH`.
+    pub fn media_jobs(&self) -> MediaJobs {
+        MediaJobs {
+            blobs: Blobs::files_only(self.blobs.clone()),
+            tools: MediaTools::default(),
+            limits: ProbeLimits::default(),
+        }
+    }
+
+    pub async fn records(&self) -> Vec<JobRecord> {
         records(&self.store).await
     }
 
@@ -119,8 +130,12 @@ pub async fn make_ready(
         .expect("marked ready");
 }
 
-pub async fn records(store: &Addr<VideoStore>) -> Vec<DeletionRecord> {
-    store.send(ListDeletions).await.expect("store reachable").expect("listing")
+pub async fn records(store: &Addr<VideoStore>) -> Vec<JobRecord> {
+    store
+        .send(ListJobs { kind: Some(JobKind::RemoveVideo) })
+        .await
+        .expect("store reachable")
+        .expect("listing")
 }
 
 pub async fn remnants(store: &Addr<VideoStore>, video: VideoId) -> Remnants {
@@ -202,5 +217,21 @@ impl BlobStore for CountingBlobs {
 
     async fn begin_write(&self, video: VideoId) -> io::Result<Box<dyn BlobWriter>> {
         self.inner.begin_write(video).await
+    }
+
+    async fn media_input(&self, video: VideoId) -> io::Result<MediaInput> {
+        self.inner.media_input(video).await
+    }
+
+    async fn put_poster(&self, video: VideoId, image: bytes::Bytes, kind: &str) -> io::Result<()> {
+        self.inner.put_poster(video, image, kind).await
+    }
+
+    async fn open_poster(&self, video: VideoId) -> io::Result<Arc<dyn BlobReader>> {
+        self.inner.open_poster(video).await
+    }
+
+    async fn remove_poster(&self, video: VideoId) -> io::Result<()> {
+        self.inner.remove_poster(video).await
     }
 }

@@ -9,12 +9,12 @@ use actix::{Actor as _, Addr};
 use crate::db_support::TestDb;
 use actors::StoreError;
 use actors::clock::{ManualClock, SharedClock};
-use actors::model::{Page, PwdHash, User, UserName};
+use actors::model::{JobKind, Page, PwdHash, User, UserName};
 use actors::session::{
     CreateSession, DbSessions, ResolveSession, RevokeSession, Session, SessionConfig, Sweep,
 };
 use actors::store::{
-    CreateComment, CreateVideo, DeleteVideo, GetVideo, InsertUser, ListComments, ListDeletions,
+    CreateComment, CreateVideo, DeleteVideo, GetVideo, InsertUser, ListComments, ListJobs,
     ListVideos, VideoStore,
 };
 
@@ -75,7 +75,7 @@ async fn pending_videos_are_visible_to_their_owner_only_and_deletion_queues_a_re
     let list = store.send(ListComments { video: video.id, viewer: None, page: Page::default() });
     assert!(matches!(list.await.unwrap(), Err(StoreError::NotFound)));
 
-    let queue = store.send(ListDeletions).await.unwrap().unwrap();
+    let queue = store.send(ListJobs { kind: Some(JobKind::RemoveVideo) }).await.unwrap().unwrap();
     assert_eq!(queue.len(), 1);
     assert_eq!(queue[0].video_id, video.id);
 }

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 
 use super::pool::{BufPool, READ_BUF};
-use super::{BlobReader, BlobStore, BlobWriter};
+use super::{BlobReader, BlobStore, BlobWriter, MediaInput};
 use crate::model::VideoId;
 
 /// Files in one local directory: `<root>/<video-id>`, temporary files under `<root>/.partial/`.
@@ -62,6 +62,11 @@ impl OpenFiles {
 }
 
 const PARTIAL: &str = ".partial";
+/// Posters, one file per video named by its id; their temporary files end in [`TEMP`].
+const POSTERS: &str = ".posters";
+const TEMP: &str = ".tmp";
+/// A temporary poster older than this was left by a crash (writing one takes milliseconds).
+const STALE_POSTER_TEMP: Duration = Duration::from_secs(600);
 
 /// How a [`LocalBlobs`] reads committed files. `bench/stream.sh` measures both; positioned
 /// reads are the default (see `bench/results/stream.md`).
@@ -86,6 +91,15 @@ impl LocalBlobs {
         for entry in std::fs::read_dir(&partial)? {
             remove_if_stale(&entry?.path());
         }
+        let posters = root.join(POSTERS);
+        std::fs::create_dir_all(&posters)?;
+        for entry in std::fs::read_dir(&posters)? {
+            let entry = entry?;
+            let old = entry.metadata()?.modified()?.elapsed().unwrap_or_default();
+            if entry.file_name().to_string_lossy().ends_with(TEMP) && old > STALE_POSTER_TEMP {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         Ok(Self { root, read_mode, pool: Arc::default(), open: Arc::default() })
     }
 
@@ -97,6 +111,11 @@ impl LocalBlobs {
     /// The committed file of `video`. The id is a parsed UUID, so the path cannot escape `root`.
     pub fn path_of(&self, video: VideoId) -> PathBuf {
         self.root.join(video.to_string())
+    }
+
+    /// The poster of `video` (see [`LocalBlobs::path_of`]).
+    pub fn poster_path_of(&self, video: VideoId) -> PathBuf {
+        self.root.join(POSTERS).join(video.to_string())
     }
 
     /// The directory temporary upload files are written in (same file system as `root`, so the
@@ -163,11 +182,67 @@ async fn blocking<T: Send + 'static>(
 impl BlobStore for LocalBlobs {
     async fn remove(&self, video: VideoId) -> io::Result<bool> {
         self.open.forget(video);
+        // The poster first: once the file is gone nothing would find a poster left behind.
+        self.remove_poster(video).await?;
         let path = self.path_of(video);
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+
+    async fn media_input(&self, video: VideoId) -> io::Result<MediaInput> {
+        let path = self.path_of(video);
+        let checked = path.clone();
+        blocking(move || std::fs::metadata(checked).map(drop)).await?;
+        Ok(MediaInput::Path(path))
+    }
+
+    async fn put_poster(&self, video: VideoId, image: Bytes, _: &str) -> io::Result<()> {
+        let target = self.poster_path_of(video);
+        blocking(move || {
+            use std::io::Write as _;
+            let temp = target.with_extension(format!("{:016x}{TEMP}", rand::random::<u64>()));
+            let written = (|| {
+                let mut file = std::fs::File::create_new(&temp)?;
+                file.write_all(&image)?;
+                // Data, then the name, then the name's directory: complete or absent.
+                file.sync_all()?;
+                std::fs::rename(&temp, &target)?;
+                if let Some(dir) = target.parent() {
+                    std::fs::File::open(dir)?.sync_all()?;
+                }
+                Ok(())
+            })();
+            if written.is_err() {
+                let _ = std::fs::remove_file(&temp);
+            }
+            written
+        })
+        .await
+    }
+
+    async fn open_poster(&self, video: VideoId) -> io::Result<Arc<dyn BlobReader>> {
+        let path = self.poster_path_of(video);
+        let (file, len) = blocking(move || {
+            let file = std::fs::File::open(path)?;
+            let len = file.metadata()?.len();
+            Ok((file, len))
+        })
+        .await?;
+        Ok(Arc::new(LocalReader {
+            file: Arc::new(file),
+            len,
+            mode: self.read_mode,
+            pool: self.pool.clone(),
+        }))
+    }
+
+    async fn remove_poster(&self, video: VideoId) -> io::Result<()> {
+        match tokio::fs::remove_file(self.poster_path_of(video)).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
         }
     }
 

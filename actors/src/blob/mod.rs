@@ -131,12 +131,55 @@ impl BlobStore for Everywhere {
     async fn begin_write(&self, video: VideoId) -> io::Result<Box<dyn BlobWriter>> {
         self.s3.begin_write(video).await
     }
+
+    async fn media_input(&self, video: VideoId) -> io::Result<MediaInput> {
+        match self.s3.media_input(video).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.files.media_input(video).await,
+            found => found,
+        }
+    }
+
+    async fn put_poster(&self, video: VideoId, image: Bytes, content_type: &str) -> io::Result<()> {
+        self.s3.put_poster(video, image, content_type).await
+    }
+
+    async fn open_poster(&self, video: VideoId) -> io::Result<Arc<dyn BlobReader>> {
+        match self.s3.open_poster(video).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => self.files.open_poster(video).await,
+            found => found,
+        }
+    }
+
+    async fn remove_poster(&self, video: VideoId) -> io::Result<()> {
+        let (file, object) =
+            futures_util::join!(self.files.remove_poster(video), self.s3.remove_poster(video));
+        file.and(object)
+    }
 }
 
-/// Where committed video files live.
+/// Where a program started by the node (ffmpeg) reads a committed file from: the file itself
+/// or a short-lived URL that serves it with ranges, never a copy.
+#[derive(Clone, PartialEq, Eq)]
+pub enum MediaInput {
+    Path(std::path::PathBuf),
+    /// Signed: a secret for its lifetime, so it is never logged (`Debug` hides it).
+    Url(String),
+}
+
+impl fmt::Debug for MediaInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MediaInput::Path(p) => f.debug_tuple("Path").field(p).finish(),
+            MediaInput::Url(_) => f.write_str("Url(<signed>)"),
+        }
+    }
+}
+
+/// Where committed video files, and each video's poster beside its file, live.
 #[async_trait]
 pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
-    /// Removes a video's file; `Ok(false)` when there was none (already removed).
+    /// Removes a video's file and its poster; `Ok(false)` when there was no file (already
+    /// removed).
     async fn remove(&self, video: VideoId) -> io::Result<bool>;
 
     /// Every video id that has a committed file (for reconciliation with the database).
@@ -149,6 +192,20 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug + 'static {
     /// the writer discards what was written. One write per video at a time is the caller's rule
     /// (see `upload::Uploads`).
     async fn begin_write(&self, video: VideoId) -> io::Result<Box<dyn BlobWriter>>;
+
+    /// Where ffmpeg can read `video`'s committed file; `NotFound` when there is none.
+    async fn media_input(&self, video: VideoId) -> io::Result<MediaInput>;
+
+    /// Stores `image` (small: a poster is tens of KiB) as `video`'s poster, durably, replacing
+    /// the one there was; readers see the old one or the new one, never a part.
+    async fn put_poster(&self, video: VideoId, image: Bytes, content_type: &str) -> io::Result<()>;
+
+    /// Opens `video`'s poster; `NotFound` when it has none.
+    async fn open_poster(&self, video: VideoId) -> io::Result<Arc<dyn BlobReader>>;
+
+    /// Removes `video`'s poster alone (a probe that finished after its video was deleted);
+    /// removing none is not an error.
+    async fn remove_poster(&self, video: VideoId) -> io::Result<()>;
 }
 
 /// Random access to one committed, immutable file.

@@ -1,14 +1,17 @@
-//! `Dispatcher`: the producer. On `Tick` (the timer) or `Wake` (a record was just queued) it
-//! claims a bounded batch of due records and sends one `Execute` per record to the executor,
-//! never more in flight than configured. Its claims name this run of the scheduler (its
-//! incarnation), which every `Tick` keeps alive: see `store/claims.rs`.
+//! `Dispatcher`: the producer. On `Tick` (the timer) or `Wake` (a job was just queued) it
+//! claims a bounded batch of due jobs of each kind and sends one `Execute` per job to the
+//! executor, never more of a kind in flight than configured for it: a slow probe never holds
+//! up a removal. Its claims name this run of the scheduler (its incarnation), which every
+//! `Tick` keeps alive: see `store/claims.rs`. Every `Tick` also looks for ffmpeg while it is
+//! missing, and releases the probe jobs that waited for it once it is found.
 
 mod pass;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::fut::LocalBoxActorFuture;
 use actix::prelude::*;
 use time::OffsetDateTime;
 
@@ -17,10 +20,11 @@ use super::executor::Executor;
 use super::reconcile::{ReconcileReport, reconcile};
 use crate::blob::BlobStore;
 use crate::error::StoreError;
-use crate::model::VideoId;
+use crate::media::MediaTools;
+use crate::model::{JobKind, VideoId};
 use crate::store::{
-    DeletionQueueStats, EnqueueDeletion, Heartbeat, Incarnation, Liveness, SchedulerNode,
-    VideoStore,
+    EnqueueDeletion, Heartbeat, Incarnation, JobQueueStats, Liveness, ReleaseWaiting,
+    SchedulerNode, VideoStore,
 };
 use crate::upload::Uploads;
 use crate::upload::leftovers::LeftoverReport;
@@ -28,10 +32,13 @@ use crate::upload::leftovers::LeftoverReport;
 /// How the dispatcher paces the work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DispatcherConfig {
-    /// Records claimed by one pass at most.
+    /// Jobs claimed by one pass at most.
     pub batch: u32,
-    /// Records being executed at once, all passes together.
+    /// Removals being executed at once, all passes together.
     pub max_in_flight: usize,
+    /// Probes (an ffprobe and an ffmpeg each) running at once: each takes a core while it
+    /// decodes, so a small number keeps the site's own requests fast.
+    pub max_probes: usize,
     /// How long a claim hides a record from this dispatcher's own later passes: it runs out
     /// only when the outcome of a run could not be recorded, so it is far longer than any
     /// removal takes. Other schedulers never take a live one's claims, lease or not.
@@ -58,6 +65,8 @@ impl Default for DispatcherConfig {
             // 10,000 in ~5 s, 32 in ~2 s, 128 in ~1.5 s; the api's p99 during the drain was no
             // better with 8 (2.4-2.6x) than with 32 (2.3-2.7x) and worse with 128 (4.5x).
             max_in_flight: 32,
+            // Measured with bench/media.sh on 2 cores: see README, "Media jobs".
+            max_probes: 2,
             lease: Duration::from_secs(60),
             alive_for: Duration::from_secs(10),
             follow_up: true,
@@ -67,14 +76,26 @@ impl Default for DispatcherConfig {
     }
 }
 
-/// Runs one dispatch pass now; replies when the records it claimed have been executed.
+impl DispatcherConfig {
+    /// Jobs of `kind` being executed at once at most.
+    pub fn max_in_flight(&self, kind: JobKind) -> usize {
+        match kind {
+            JobKind::RemoveVideo => self.max_in_flight,
+            JobKind::ProbeVideo => self.max_probes,
+        }
+    }
+}
+
+/// Runs one dispatch pass of each kind now; replies when the jobs it claimed have been
+/// executed.
 /// Also refreshes the queue metrics and sends this scheduler's heartbeat (see
 /// [`DispatcherConfig::alive_for`]).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<PassReport, StoreError>")]
 pub struct Tick;
 
-/// A record was just queued: run a pass unless one is running (then it runs again after).
+/// A job was just queued: run a pass of each kind unless one is running (then it runs again
+/// after).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct Wake {
@@ -99,13 +120,34 @@ pub struct Reconcile {
 /// What one pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PassReport {
-    /// Records claimed and handed to the executor.
+    /// Jobs claimed and handed to the executor.
     pub claimed: usize,
     pub removed: usize,
-    /// Removals that failed and were rescheduled or given up on.
+    pub probed: usize,
+    /// Jobs with nothing left to do (a probe of a video deleted meanwhile).
+    pub dropped: usize,
+    /// Jobs waiting for a missing program.
+    pub waiting: usize,
+    /// Jobs that failed and were rescheduled or given up on.
     pub failed: usize,
     /// Executions whose outcome could not be recorded (their lease brings them back).
     pub errors: usize,
+}
+
+impl std::ops::Add for PassReport {
+    type Output = PassReport;
+
+    fn add(self, o: PassReport) -> PassReport {
+        PassReport {
+            claimed: self.claimed + o.claimed,
+            removed: self.removed + o.removed,
+            probed: self.probed + o.probed,
+            dropped: self.dropped + o.dropped,
+            waiting: self.waiting + o.waiting,
+            failed: self.failed + o.failed,
+            errors: self.errors + o.errors,
+        }
+    }
 }
 
 /// Reconciliation of direct uploads (see `upload::leftovers`): the node's uploads, whose claims
@@ -129,11 +171,24 @@ pub struct Dispatcher {
     incarnation: Incarnation,
     /// A later run of the same node has started; told once in the log.
     superseded: bool,
-    /// Records being executed: a record whose lease ran out while it still runs is not
-    /// handed out a second time.
+    /// The passes of each kind.
+    lanes: HashMap<JobKind, Lane>,
+    /// The programs probes run; looked for on every tick while missing.
+    tools: MediaTools,
+    /// The last look found no ffmpeg: probe passes claim nothing.
+    tools_missing: bool,
+    /// Whether a look has been made yet (the first one that fails warns).
+    tools_looked: bool,
+}
+
+/// The passes of one kind of job.
+#[derive(Debug, Default)]
+struct Lane {
+    /// Jobs being executed: a job whose lease ran out while it still runs is not handed out
+    /// a second time.
     in_flight: HashSet<VideoId>,
     /// Slots promised to passes still waiting for their claim; counted with `in_flight` so
-    /// that two overlapping passes never overrun `max_in_flight` across the await.
+    /// that two overlapping passes never overrun the kind's limit across the await.
     reserved: usize,
     passes_running: usize,
     /// A wake came while passes were running or no slot was free: run again when one ends.
@@ -145,6 +200,7 @@ impl Dispatcher {
         store: Addr<VideoStore>,
         executor: Addr<Executor>,
         blobs: Arc<dyn BlobStore>,
+        tools: MediaTools,
         config: DispatcherConfig,
         metrics: SchedulerMetrics,
     ) -> Self {
@@ -157,11 +213,16 @@ impl Dispatcher {
             config,
             metrics,
             direct: None,
-            in_flight: HashSet::new(),
-            reserved: 0,
-            passes_running: 0,
-            woken: false,
+            lanes: HashMap::new(),
+            tools,
+            tools_missing: false,
+            tools_looked: false,
         }
+    }
+
+    /// The passes of `kind`.
+    fn lane(&mut self, kind: JobKind) -> &mut Lane {
+        self.lanes.entry(kind).or_default()
     }
 
     /// Runs as `node` (the default is an identity no other run shares): a later dispatcher
@@ -199,10 +260,62 @@ impl Dispatcher {
         }));
     }
 
-    fn spawn_pass(&mut self, ctx: &mut Context<Self>) {
-        ctx.spawn(self.pass().map(|r, _, _| {
+    fn spawn_pass(&mut self, kind: JobKind, ctx: &mut Context<Self>) {
+        ctx.spawn(self.pass(kind).map(move |r, _, _| {
             if let Err(e) = r {
-                log::error!("deletion pass: {e}");
+                log::error!("{kind} pass: {e}");
+            }
+        }));
+    }
+
+    /// A pass of each kind, removals first (they are quick), the reports added up.
+    fn passes(&mut self) -> LocalBoxActorFuture<Self, Result<PassReport, StoreError>> {
+        self.pass(JobKind::RemoveVideo)
+            .then(|removals, act, _| {
+                act.pass(JobKind::ProbeVideo).map(move |probes, _, _| Ok(removals? + probes?))
+            })
+            .boxed_local()
+    }
+
+    /// While ffmpeg is missing, looks for it again (on a blocking thread); the first look
+    /// that misses warns once, and the look that finds it releases the probes that waited.
+    fn look_for_tools(&mut self, ctx: &mut Context<Self>) {
+        if self.tools_looked && !self.tools_missing {
+            return;
+        }
+        let tools = self.tools.clone();
+        let looked = tokio::task::spawn_blocking(move || tools.locate());
+        ctx.spawn(looked.into_actor(self).map(|r, act, ctx| {
+            let Ok(found) = r else { return };
+            let first = !act.tools_looked;
+            act.tools_looked = true;
+            match found {
+                Err(missing) => {
+                    if first {
+                        log::warn!(
+                            "{missing} not found: uploads work, but videos get no duration, \
+                             size or poster until it is installed (the probe jobs wait for it)"
+                        );
+                    }
+                    act.tools_missing = true;
+                }
+                Ok(found) => {
+                    if act.tools_missing {
+                        log::info!("found {}: probing the videos that waited", act.tools.names());
+                    }
+                    log::debug!("media tools: {found:?}");
+                    act.tools_missing = false;
+                    let release = act.store.send(ReleaseWaiting {
+                        kind: JobKind::ProbeVideo,
+                        now: OffsetDateTime::now_utc(),
+                    });
+                    ctx.spawn(release.into_actor(act).map(|r, act, ctx| match r {
+                        Ok(Ok(n)) if n > 0 => act.spawn_pass(JobKind::ProbeVideo, ctx),
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => log::warn!("releasing waiting probes: {e}"),
+                        Err(e) => log::warn!("releasing waiting probes: {e}"),
+                    }));
+                }
             }
         }));
     }
@@ -221,13 +334,15 @@ impl Actor for Dispatcher {
 /// The next pass of a draining queue (internal).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-struct Continue;
+struct Continue {
+    kind: JobKind,
+}
 
 impl Handler<Continue> for Dispatcher {
     type Result = ();
 
-    fn handle(&mut self, _: Continue, ctx: &mut Self::Context) {
-        self.spawn_pass(ctx);
+    fn handle(&mut self, msg: Continue, ctx: &mut Self::Context) {
+        self.spawn_pass(msg.kind, ctx);
     }
 }
 
@@ -236,20 +351,25 @@ impl Handler<Tick> for Dispatcher {
 
     fn handle(&mut self, _: Tick, ctx: &mut Self::Context) -> Self::Result {
         self.heartbeat(ctx);
-        self.pass()
+        self.look_for_tools(ctx);
+        self.passes()
             .then(|report, act, _| {
-                let stats = act.store.send(DeletionQueueStats);
-                async move { (report, stats.await) }.into_actor(act)
+                let removals = act.store.send(JobQueueStats { kind: JobKind::RemoveVideo });
+                let probes = act.store.send(JobQueueStats { kind: JobKind::ProbeVideo });
+                async move { (report, removals.await, probes.await) }.into_actor(act)
             })
-            .map(|(report, stats), act, _| {
+            .map(|(report, removals, probes), act, _| {
                 if let Err(e) = &report {
                     // The timer drops the reply, so the failure is told here.
-                    log::error!("deletion pass: {e}");
+                    log::error!("job pass: {e}");
                 }
-                match stats {
-                    Ok(Ok(stats)) => act.metrics.set_queue(stats, OffsetDateTime::now_utc()),
-                    Ok(Err(e)) => log::warn!("reading the deletion queue size: {e}"),
+                match removals.map_err(StoreError::from).and_then(|r| r) {
+                    Ok(stats) => act.metrics.set_queue(stats, OffsetDateTime::now_utc()),
                     Err(e) => log::warn!("reading the deletion queue size: {e}"),
+                }
+                match probes.map_err(StoreError::from).and_then(|r| r) {
+                    Ok(stats) => act.metrics.set_probe_queue(stats),
+                    Err(e) => log::warn!("reading the probe queue size: {e}"),
                 }
                 report
             })
@@ -261,10 +381,13 @@ impl Handler<Wake> for Dispatcher {
     type Result = ();
 
     fn handle(&mut self, _: Wake, ctx: &mut Self::Context) {
-        if self.passes_running > 0 {
-            self.woken = true;
-        } else {
-            self.spawn_pass(ctx);
+        for kind in JobKind::ALL {
+            let lane = self.lane(kind);
+            if lane.passes_running > 0 {
+                lane.woken = true;
+            } else {
+                self.spawn_pass(kind, ctx);
+            }
         }
     }
 }

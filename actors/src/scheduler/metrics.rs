@@ -2,6 +2,8 @@
 
 use prometheus::{IntCounter, IntGauge, Opts, Registry};
 
+use super::executor::Outcome;
+use crate::model::JobKind;
 use crate::store::QueueStats;
 
 /// Queue depth, age of the oldest record, removals done and failed, reconciliation findings.
@@ -15,6 +17,10 @@ pub struct SchedulerMetrics {
     pub removals_failed: IntCounter,
     pub orphan_files: IntGauge,
     pub stale_pending_queued: IntCounter,
+    pub probe_queue_depth: IntGauge,
+    pub probes_waiting_for_tool: IntGauge,
+    pub probes_done: IntCounter,
+    pub probes_failed: IntCounter,
 }
 
 fn gauge(name: &str, help: &str) -> IntGauge {
@@ -58,6 +64,22 @@ impl SchedulerMetrics {
                 "douyin_stale_pending_videos_queued_total",
                 "Pending videos never uploaded within the limit, queued for removal.",
             ),
+            probe_queue_depth: gauge(
+                "douyin_probe_queue_depth",
+                "Videos waiting for their duration, size and poster (not given up on).",
+            ),
+            probes_waiting_for_tool: gauge(
+                "douyin_probe_waiting_for_tool",
+                "Probe jobs waiting because ffmpeg or ffprobe was not found.",
+            ),
+            probes_done: counter(
+                "douyin_probes_total",
+                "Videos probed: duration, size and codecs recorded, poster stored.",
+            ),
+            probes_failed: counter(
+                "douyin_probe_failures_total",
+                "Probe attempts that failed and were rescheduled or given up on.",
+            ),
         }
     }
 
@@ -70,7 +92,30 @@ impl SchedulerMetrics {
         registry.register(Box::new(self.removals_failed.clone()))?;
         registry.register(Box::new(self.orphan_files.clone()))?;
         registry.register(Box::new(self.stale_pending_queued.clone()))?;
+        registry.register(Box::new(self.probe_queue_depth.clone()))?;
+        registry.register(Box::new(self.probes_waiting_for_tool.clone()))?;
+        registry.register(Box::new(self.probes_done.clone()))?;
+        registry.register(Box::new(self.probes_failed.clone()))?;
         Ok(())
+    }
+
+    /// Counts what became of one job.
+    pub fn count(&self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Removed { .. } => self.removals_done.inc(),
+            Outcome::Probed { .. } => self.probes_done.inc(),
+            Outcome::Retry { kind, .. } | Outcome::GaveUp { kind, .. } => match kind {
+                JobKind::RemoveVideo => self.removals_failed.inc(),
+                JobKind::ProbeVideo => self.probes_failed.inc(),
+            },
+            Outcome::Dropped { .. } | Outcome::Waiting { .. } => {}
+        }
+    }
+
+    /// Sets the probe queue's gauges from a fresh count.
+    pub fn set_probe_queue(&self, stats: QueueStats) {
+        self.probe_queue_depth.set(i64::try_from(stats.waiting).unwrap_or(i64::MAX));
+        self.probes_waiting_for_tool.set(i64::try_from(stats.needs_tool).unwrap_or(i64::MAX));
     }
 
     /// Sets the queue gauges from a fresh count taken at `now`.

@@ -1,10 +1,15 @@
-//! The deletion runner: a [`Dispatcher`] (producer) claims due records from the durable queue
+//! The site's job runner: a [`Dispatcher`] (producer) claims due jobs from the durable queue
 //! and sends typed [`Execute`] messages to an [`Executor`] (consumer), with the mailboxes as the
-//! channel. Nothing here knows about timers or HTTP: whoever owns the clock sends [`Tick`].
+//! channel. Jobs are typed ([`JobKind`](crate::model::JobKind)): `remove_video` (a deleted
+//! video's file, poster, comments and row) and `probe_video` (duration, size, codecs and
+//! poster of a ready video, see [`probe`]), each an idempotent one-step function with the same
+//! leases, backoff and give-up. Nothing here knows about timers or HTTP: whoever owns the clock
+//! sends [`Tick`].
 
 mod dispatcher;
 mod executor;
 mod metrics;
+pub mod probe;
 mod reconcile;
 
 use std::time::Duration;
@@ -16,6 +21,7 @@ pub use dispatcher::{
 };
 pub use executor::{Execute, Executor, Outcome, execute_one};
 pub use metrics::SchedulerMetrics;
+pub use probe::{MediaJobs, probe_one};
 pub use reconcile::{ReconcileReport, reconcile};
 
 /// When a failed removal is tried again, and when the queue gives up on it.

@@ -1,4 +1,4 @@
-//! Who may run a deletion record: scheduler incarnations, their heartbeats, and claims.
+//! Who may run a job: scheduler incarnations, their heartbeats, and claims.
 //!
 //! Every start of a scheduler is a new [`Incarnation`] of a [`SchedulerNode`] (a stable
 //! identity: host, listen address and data dir). A claim writes the claimer's incarnation into
@@ -24,10 +24,10 @@ use std::time::Duration;
 use actix::prelude::*;
 use time::OffsetDateTime;
 
-use super::deletions::{RECORD_COLS, record_row};
+use super::jobs::{RECORD_COLS, ms, record_row};
 use super::{Db, VideoStore, to_ms};
 use crate::error::StoreError;
-use crate::model::{DeletionRecord, IncarnationId};
+use crate::model::{IncarnationId, JobKind, JobRecord};
 use crate::params;
 
 /// Incarnations over (ended, or silent) for this long are forgotten.
@@ -93,21 +93,18 @@ pub struct Heartbeat {
     pub now: OffsetDateTime,
 }
 
-/// Claims for `claimer` up to `limit` records due at `now`, oldest due first: records nobody
-/// runs, records whose claimer is dead (freed first, in the same transaction), and the
-/// claimer's own records whose `lease` ran out. A claim sets `claimed_by` and moves
+/// Claims for `claimer` up to `limit` jobs of `kind` due at `now`, oldest due first: jobs
+/// nobody runs, jobs whose claimer is dead (freed first, in the same transaction), and the
+/// claimer's own jobs whose `lease` ran out. A claim sets `claimed_by` and moves
 /// `next_attempt_at` to `now + lease`. A superseded claimer gets nothing.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Vec<DeletionRecord>, StoreError>")]
-pub struct ClaimDeletions {
+#[rtype(result = "Result<Vec<JobRecord>, StoreError>")]
+pub struct ClaimJobs {
+    pub kind: JobKind,
     pub claimer: Incarnation,
     pub now: OffsetDateTime,
     pub limit: u32,
     pub lease: Duration,
-}
-
-fn ms(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// Records a sign of life of `me` at `now`, registering it first if it is new.
@@ -174,44 +171,46 @@ impl Handler<Heartbeat> for VideoStore {
     }
 }
 
-impl Handler<ClaimDeletions> for VideoStore {
-    type Result = Result<Vec<DeletionRecord>, StoreError>;
+impl Handler<ClaimJobs> for VideoStore {
+    type Result = Result<Vec<JobRecord>, StoreError>;
 
-    fn handle(&mut self, msg: ClaimDeletions, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: ClaimJobs, _: &mut Self::Context) -> Self::Result {
         self.conn()?.write(|db| claim(db, &msg))
     }
 }
 
-fn claim(db: &mut Db<'_>, msg: &ClaimDeletions) -> Result<Vec<DeletionRecord>, StoreError> {
+fn claim(db: &mut Db<'_>, msg: &ClaimJobs) -> Result<Vec<JobRecord>, StoreError> {
     if touch(db, &msg.claimer, msg.now)? == Liveness::Superseded {
         return Ok(Vec::new());
     }
-    let (me, now) = (msg.claimer.id.to_string(), to_ms(msg.now));
+    let (me, now, kind) = (msg.claimer.id.to_string(), to_ms(msg.now), msg.kind.as_str());
     // Claims of dead incarnations (not alive, ended, or forgotten) become due at once.
     db.execute(
-        "UPDATE video_del_rec SET claimed_by = NULL, next_attempt_at = ?2
-         WHERE claimed_by IS NOT NULL AND claimed_by != ?1 AND failed = 0
+        "UPDATE jobs SET claimed_by = NULL, next_attempt_at = ?2
+         WHERE kind = ?3 AND claimed_by IS NOT NULL AND claimed_by != ?1 AND failed = 0
            AND claimed_by NOT IN (SELECT id FROM scheduler_incarnations
                                   WHERE ended_at IS NULL AND alive_until > ?2)",
-        params![me, now],
+        params![me, now, kind],
     )?;
     // On PostgreSQL, schedulers claiming at the same moment pass over each other's rows
     // instead of waiting for them and then taking them too; SQLite's one writer needs no lock.
     let lock = if db.is_postgres() { " FOR UPDATE SKIP LOCKED" } else { "" };
     let mut records = db.query(
         &format!(
-            "SELECT {RECORD_COLS} FROM video_del_rec
-             WHERE failed = 0 AND next_attempt_at <= ?1 AND (claimed_by IS NULL OR claimed_by = ?3)
+            "SELECT {RECORD_COLS} FROM jobs
+             WHERE kind = ?4 AND failed = 0 AND next_attempt_at <= ?1
+               AND (claimed_by IS NULL OR claimed_by = ?3)
              ORDER BY next_attempt_at LIMIT ?2{lock}"
         ),
-        params![now, msg.limit, me],
+        params![now, msg.limit, me, kind],
         record_row,
     )?;
     let until = now.saturating_add(ms(msg.lease));
     for r in &mut records {
         db.execute(
-            "UPDATE video_del_rec SET next_attempt_at = ?2, claimed_by = ?3 WHERE video_id = ?1",
-            params![r.video_id.to_string(), until, me],
+            "UPDATE jobs SET next_attempt_at = ?2, claimed_by = ?3
+             WHERE kind = ?4 AND video_id = ?1",
+            params![r.video_id.to_string(), until, me, kind],
         )?;
         r.claimed_by = Some(msg.claimer.id);
     }

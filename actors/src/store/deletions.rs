@@ -1,42 +1,18 @@
-//! The durable deletion queue (`video_del_rec`): what the scheduler drains.
+//! Deleting videos through the job queue: hiding and queuing (`remove_video` jobs), and what a
+//! finished removal takes out of the database.
 
 use actix::prelude::*;
 use time::OffsetDateTime;
 
 use super::batch::{Batch, Batchable, run_batch};
-use super::{Db, Row, VideoStore, from_ms, now_ms, to_ms, uuid_col};
+use super::{Db, VideoStore, to_ms, uuid_col};
 use crate::error::StoreError;
-use crate::model::{DeletionRecord, IncarnationId, VideoId};
+use crate::model::{JobKind, VideoId};
 use crate::params;
-
-pub(super) const RECORD_COLS: &str =
-    "video_id, attempts, next_attempt_at, last_error, failed, queued_at, claimed_by";
-
-pub(super) fn record_row(r: &Row<'_>) -> Result<DeletionRecord, StoreError> {
-    let claimed_by = match r.get::<Option<String>>(6)? {
-        Some(_) => Some(IncarnationId(uuid_col(r, 6)?)),
-        None => None,
-    };
-    Ok(DeletionRecord {
-        video_id: VideoId(uuid_col(r, 0)?),
-        attempts: r.get::<i64>(1)?.try_into().unwrap_or(u32::MAX),
-        next_attempt_at: from_ms(r.get(2)?),
-        last_error: r.get(3)?,
-        failed: r.get(4)?,
-        queued_at: from_ms(r.get(5)?),
-        claimed_by,
-    })
-}
 
 /// Queues a removal inside an open transaction; queuing twice is a no-op.
 pub(super) fn enqueue(db: &mut Db<'_>, video: VideoId) -> Result<(), StoreError> {
-    let now = now_ms();
-    db.execute(
-        "INSERT INTO video_del_rec (video_id, next_attempt_at, queued_at) VALUES (?1, ?2, ?2)
-         ON CONFLICT (video_id) DO NOTHING",
-        params![video.to_string(), now],
-    )?;
-    Ok(())
+    super::jobs::enqueue(db, JobKind::RemoveVideo, video)
 }
 
 /// Hides a video (if it still exists) and queues its removal; idempotent.
@@ -46,29 +22,11 @@ pub struct EnqueueDeletion {
     pub video: VideoId,
 }
 
-/// The whole queue, for the internal listing and metrics.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Vec<DeletionRecord>, StoreError>")]
-pub struct ListDeletions;
-
 /// The file is gone: removes the video's comments, its row and its record in one transaction.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), StoreError>")]
 pub struct CompleteDeletion {
     pub video: VideoId,
-}
-
-/// A removal failed: records why and when to try again (or that it gave up), and ends the
-/// claim. Only while the record is still held by `claim` (the claim it ran under): a claimer
-/// presumed dead whose record was claimed again meanwhile changes nothing.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<(), StoreError>")]
-pub struct FailDeletion {
-    pub video: VideoId,
-    pub claim: Option<IncarnationId>,
-    pub error: String,
-    pub next_attempt_at: OffsetDateTime,
-    pub give_up: bool,
 }
 
 /// Hides every `pending` video created before `older_than` (an upload that never came) and
@@ -79,19 +37,6 @@ pub struct FailDeletion {
 pub struct QueueStalePending {
     pub older_than: OffsetDateTime,
     pub limit: u32,
-}
-
-/// How the queue stands, for the metrics.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<QueueStats, StoreError>")]
-pub struct DeletionQueueStats;
-
-/// The queue's size: records still to run, records given up on, and the oldest queue time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueStats {
-    pub waiting: u64,
-    pub failed: u64,
-    pub oldest_queued_at: Option<OffsetDateTime>,
 }
 
 impl Handler<EnqueueDeletion> for VideoStore {
@@ -113,18 +58,6 @@ impl Handler<EnqueueDeletion> for VideoStore {
     }
 }
 
-impl Handler<ListDeletions> for VideoStore {
-    type Result = Result<Vec<DeletionRecord>, StoreError>;
-
-    fn handle(&mut self, _: ListDeletions, _: &mut Self::Context) -> Self::Result {
-        self.conn()?.db().query(
-            &format!("SELECT {RECORD_COLS} FROM video_del_rec ORDER BY next_attempt_at"),
-            &[],
-            record_row,
-        )
-    }
-}
-
 /// Removes a deleted video's comments, its row and its record, inside an open transaction.
 fn complete_deletion(db: &mut Db<'_>, msg: CompleteDeletion) -> Result<(), StoreError> {
     let id = msg.video.to_string();
@@ -134,7 +67,9 @@ fn complete_deletion(db: &mut Db<'_>, msg: CompleteDeletion) -> Result<(), Store
         params![id],
     )?;
     db.execute("DELETE FROM videos WHERE id = ?1 AND state = 'deleted'", params![id])?;
-    db.execute("DELETE FROM video_del_rec WHERE video_id = ?1", params![id])?;
+    // Every job of the video goes with it: a probe still queued has nothing left to probe
+    // (one running finds the row gone and removes the poster it made).
+    db.execute("DELETE FROM jobs WHERE video_id = ?1", params![id])?;
     Ok(())
 }
 
@@ -155,30 +90,6 @@ impl Handler<Batch<CompleteDeletion>> for VideoStore {
 
     fn handle(&mut self, msg: Batch<CompleteDeletion>, _: &mut Self::Context) -> Self::Result {
         run_batch(&mut self.conn()?, msg.items, complete_deletion)
-    }
-}
-
-impl Handler<FailDeletion> for VideoStore {
-    type Result = Result<(), StoreError>;
-
-    fn handle(&mut self, msg: FailDeletion, _: &mut Self::Context) -> Self::Result {
-        let claim = msg.claim.map(|c| c.to_string());
-        let recorded = self.conn()?.db().execute(
-            "UPDATE video_del_rec SET attempts = attempts + 1, last_error = ?2,
-                next_attempt_at = ?3, failed = ?4, claimed_by = NULL
-             WHERE video_id = ?1 AND claimed_by IS NOT DISTINCT FROM ?5",
-            params![
-                msg.video.to_string(),
-                msg.error,
-                to_ms(msg.next_attempt_at),
-                msg.give_up,
-                claim
-            ],
-        )?;
-        if recorded == 0 {
-            log::warn!("the failure of {} is not recorded: its claim was taken over", msg.video);
-        }
-        Ok(())
     }
 }
 
@@ -211,27 +122,8 @@ impl Handler<QueueStalePending> for VideoStore {
     }
 }
 
-impl Handler<DeletionQueueStats> for VideoStore {
-    type Result = Result<QueueStats, StoreError>;
-
-    fn handle(&mut self, _: DeletionQueueStats, _: &mut Self::Context) -> Self::Result {
-        let (waiting, failed, oldest): (i64, i64, Option<i64>) = self.conn()?.db().query_one(
-            "SELECT COUNT(*) FILTER (WHERE failed = 0), COUNT(*) FILTER (WHERE failed != 0),
-                    MIN(queued_at) FILTER (WHERE failed = 0)
-             FROM video_del_rec",
-            &[],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
-        Ok(QueueStats {
-            waiting: waiting.try_into().unwrap_or(0),
-            failed: failed.try_into().unwrap_or(0),
-            oldest_queued_at: oldest.map(from_ms),
-        })
-    }
-}
-
-/// What the database still holds of a video, whatever its state: whether its row and its
-/// deletion record exist, and how many comments it has. Lets a caller (and the tests) check
+/// What the database still holds of a video, whatever its state: whether its row and a job
+/// of it exist, and how many comments it has. Lets a caller (and the tests) check
 /// that a removal left nothing behind.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Remnants, StoreError>")]
@@ -256,7 +148,7 @@ impl Handler<VideoRemnants> for VideoStore {
             "SELECT EXISTS (SELECT 1 FROM videos WHERE id = ?1),
                     (SELECT COUNT(*) FROM comments c JOIN videos v ON v.seq = c.video_seq
                       WHERE v.id = ?1),
-                    EXISTS (SELECT 1 FROM video_del_rec WHERE video_id = ?1)",
+                    EXISTS (SELECT 1 FROM jobs WHERE video_id = ?1)",
             params![id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;

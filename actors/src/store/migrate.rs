@@ -25,6 +25,8 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(UPLOAD_TICKETS),
     // 5: where each video's bytes live.
     Migration::Sql(BLOB_LOCATIONS),
+    // 6: one durable queue of typed jobs; what probing a video found.
+    Migration::Sql(JOBS_AND_MEDIA),
 ];
 
 /// Version 3: a claim names the scheduler incarnation that made it, and incarnations keep a
@@ -69,6 +71,47 @@ UPDATE videos SET blob_location = 'file' WHERE sha256 IS NOT NULL;
 CREATE INDEX videos_on_file ON videos(seq) WHERE blob_location = 'file' AND state = 'ready';
 ";
 
+/// Version 6: the deletion queue becomes the queue of every job the scheduler runs, each row
+/// a kind and a video (`remove_video` carries the deletion records over; `probe_video` reads a
+/// ready video's media and takes its poster), and videos gain what probing found. Every video
+/// already ready is queued for probing, so an existing site gets its posters too.
+const JOBS_AND_MEDIA: &str = "
+CREATE TABLE jobs (
+    kind            TEXT    NOT NULL CHECK (kind IN ('remove_video', 'probe_video')),
+    video_id        TEXT    NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    failed          INTEGER NOT NULL DEFAULT 0,
+    queued_at       INTEGER NOT NULL,
+    claimed_by      TEXT,               -- the incarnation running it, or NULL
+    waiting_for     TEXT,               -- a program the last scheduler to run it lacked
+    PRIMARY KEY (kind, video_id)
+) WITHOUT ROWID;
+INSERT INTO jobs (kind, video_id, attempts, next_attempt_at, last_error, failed, queued_at,
+                  claimed_by)
+    SELECT 'remove_video', video_id, attempts, next_attempt_at, last_error, failed, queued_at,
+           claimed_by
+    FROM video_del_rec;
+DROP TABLE video_del_rec;
+CREATE INDEX jobs_due ON jobs(kind, failed, next_attempt_at);
+CREATE INDEX jobs_claimed ON jobs(claimed_by) WHERE claimed_by IS NOT NULL;
+CREATE INDEX jobs_video ON jobs(video_id);
+ALTER TABLE videos ADD COLUMN probed_at INTEGER;   -- unix ms; NULL until probed
+ALTER TABLE videos ADD COLUMN duration_ms INTEGER;
+ALTER TABLE videos ADD COLUMN width INTEGER;
+ALTER TABLE videos ADD COLUMN height INTEGER;
+ALTER TABLE videos ADD COLUMN video_codec TEXT;
+ALTER TABLE videos ADD COLUMN audio_codec TEXT;
+ALTER TABLE videos ADD COLUMN poster_size INTEGER; -- NULL when there is no poster
+ALTER TABLE videos ADD COLUMN poster_type TEXT;
+ALTER TABLE videos ADD COLUMN poster_etag TEXT;
+INSERT INTO jobs (kind, video_id, next_attempt_at, queued_at)
+    SELECT 'probe_video', id, CAST(unixepoch('subsec') * 1000 AS INTEGER),
+           CAST(unixepoch('subsec') * 1000 AS INTEGER)
+    FROM videos WHERE state = 'ready';
+";
+
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
     // One step per exclusive transaction, the version read inside it: processes starting
     // together on a new data dir each wait for the lock, and whoever comes second finds the
@@ -99,7 +142,40 @@ pub(super) fn apply(conn: &mut Connection) -> Result<(), StoreError> {
 /// (`BIGINT` for every integer, identity columns for SQLite's rowid keys) and one more, the
 /// change counters a node's caches check (see `store/feed.rs`). Append, never edit; a change
 /// of the schema appends a step to both lists.
-const POSTGRES: &[&str] = &[include_str!("../../../schema.postgres.sql")];
+const POSTGRES: &[&str] = &[include_str!("../../../schema.postgres.sql"), POSTGRES_JOBS_AND_MEDIA];
+
+/// PostgreSQL's step to SQLite's version 6 (see [`JOBS_AND_MEDIA`]).
+const POSTGRES_JOBS_AND_MEDIA: &str = "
+CREATE TABLE jobs (
+    kind            TEXT   NOT NULL CHECK (kind IN ('remove_video', 'probe_video')),
+    video_id        TEXT   NOT NULL,
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    last_error      TEXT,
+    failed          BIGINT NOT NULL DEFAULT 0,
+    queued_at       BIGINT NOT NULL,
+    claimed_by      TEXT,
+    waiting_for     TEXT,
+    PRIMARY KEY (kind, video_id)
+);
+INSERT INTO jobs (kind, video_id, attempts, next_attempt_at, last_error, failed, queued_at,
+                  claimed_by)
+    SELECT 'remove_video', video_id, attempts, next_attempt_at, last_error, failed, queued_at,
+           claimed_by
+    FROM video_del_rec;
+DROP TABLE video_del_rec;
+CREATE INDEX jobs_due ON jobs(kind, failed, next_attempt_at);
+CREATE INDEX jobs_claimed ON jobs(claimed_by) WHERE claimed_by IS NOT NULL;
+CREATE INDEX jobs_video ON jobs(video_id);
+ALTER TABLE videos ADD COLUMN probed_at BIGINT, ADD COLUMN duration_ms BIGINT,
+    ADD COLUMN width BIGINT, ADD COLUMN height BIGINT, ADD COLUMN video_codec TEXT,
+    ADD COLUMN audio_codec TEXT, ADD COLUMN poster_size BIGINT, ADD COLUMN poster_type TEXT,
+    ADD COLUMN poster_etag TEXT;
+INSERT INTO jobs (kind, video_id, next_attempt_at, queued_at)
+    SELECT 'probe_video', id, (extract(epoch FROM now()) * 1000)::BIGINT,
+           (extract(epoch FROM now()) * 1000)::BIGINT
+    FROM videos WHERE state = 'ready';
+";
 
 /// Any number, the same in every node: the advisory lock held while migrating.
 const MIGRATION_LOCK: i64 = 0x646f_7579_696e; // "douyin"

@@ -8,7 +8,9 @@ mod comments;
 pub mod db;
 mod deletions;
 mod feed;
+mod jobs;
 mod locations;
+mod media;
 mod migrate;
 mod name_keys;
 mod tickets;
@@ -27,13 +29,14 @@ use crate::changes::Changes;
 use crate::error::StoreError;
 
 pub use batch::{Batch, Batchable, Batcher, CommentBatcher};
-pub use claims::{ClaimDeletions, Heartbeat, Incarnation, Liveness, SchedulerNode};
+pub use claims::{ClaimJobs, Heartbeat, Incarnation, Liveness, SchedulerNode};
 pub use comments::{CreateComment, DeleteComment, ListComments};
 pub use deletions::{
-    CompleteDeletion, DeletionQueueStats, EnqueueDeletion, FailDeletion, ListDeletions,
-    QueueStalePending, QueueStats, Remnants, VideoRemnants,
+    CompleteDeletion, EnqueueDeletion, QueueStalePending, Remnants, VideoRemnants,
 };
+pub use jobs::{FailJob, JobQueueStats, ListJobs, QueueStats, ReleaseWaiting, WaitForTool};
 pub use locations::{FileToMove, FilesToMove, SwitchToObjectStore, Whereabouts, WhereaboutsOf};
+pub use media::{DropProbe, ProbeSubject, ProbeTarget, RecordProbe};
 pub use tickets::{
     DueTickets, ForgetTicket, LookupVideo, MarkDirectReady, RecordTicket, TicketRecord, VideoRow,
 };

@@ -33,7 +33,7 @@ pub enum VideoRow {
     /// Deleted: hidden everywhere, its removal queued.
     Deleted,
     /// Pending (no file) or ready.
-    Live(Video),
+    Live(Box<Video>),
 }
 
 /// Records that a ticket for `video` was issued at `issued_at` and is accepted by the store
@@ -145,7 +145,7 @@ impl Handler<LookupVideo> for VideoStore {
         Ok(match row {
             None => VideoRow::Missing,
             Some((true, _)) => VideoRow::Deleted,
-            Some((false, video)) => VideoRow::Live(video),
+            Some((false, video)) => VideoRow::Live(Box::new(video)),
         })
     }
 }

@@ -5,14 +5,15 @@ use actix::prelude::*;
 use super::{Db, Row, VideoStore, from_ms, now_ms, to_ms, uuid_col};
 use crate::error::StoreError;
 use crate::model::{
-    BlobLocation, Cursor, Listing, Page, User, UserId, UserName, Video, VideoFile, VideoId,
+    BlobLocation, Cursor, JobKind, Listing, Page, User, UserId, UserName, Video, VideoFile, VideoId,
 };
 use crate::params;
 
 /// Columns read by [`video_row`], in order; `v` is videos, `u` its author.
 pub(super) const VIDEO_COLS: &str =
     "v.id, v.author_id, u.user_name, v.name, v.created_at, v.state, v.size,
-    v.content_type, v.sha256, v.uploaded_at, v.seq, v.blob_location";
+    v.content_type, v.sha256, v.uploaded_at, v.seq, v.blob_location, v.probed_at, v.duration_ms,
+    v.width, v.height, v.video_codec, v.audio_codec, v.poster_size, v.poster_type, v.poster_etag";
 
 /// Who may see a video: ready ones are public, pending ones only to their owner.
 const VISIBLE: &str = "(v.state = 'ready' OR (v.state = 'pending' AND v.author_id = ?2))";
@@ -36,6 +37,7 @@ pub(super) fn video_row(r: &Row<'_>) -> Result<(Video, i64), StoreError> {
         author: r.get(2)?,
         name: r.get(3)?,
         created_at: from_ms(r.get(4)?),
+        media: if file.is_some() { super::media::media_cols(r, 12)? } else { None },
         file,
     };
     Ok((video, r.get(10)?))
@@ -119,6 +121,7 @@ impl Handler<CreateVideo> for VideoStore {
             name: msg.name,
             created_at: from_ms(created),
             file: None,
+            media: None,
         })
     }
 }
@@ -268,6 +271,8 @@ pub(super) fn mark_ready(db: &mut Db<'_>, msg: &MarkReady) -> Result<Video, Stor
             msg.file.location.as_str()
         ],
     )?;
+    // In the same transaction: whichever way the file came, the video is probed.
+    super::jobs::enqueue(db, JobKind::ProbeVideo, msg.id)?;
     super::feed::feed_changed(db)?;
     let sql = format!(
         "SELECT {VIDEO_COLS} FROM videos v JOIN users u ON u.id = v.author_id

@@ -15,7 +15,7 @@ use rusty_s3::actions::ListObjectsV2;
 use rusty_s3::{Bucket, Credentials, S3Action as _, UrlStyle};
 use url::Url;
 
-use super::{BlobReader, BlobStore, BlobWriter};
+use super::{BlobReader, BlobStore, BlobWriter, MediaInput};
 use crate::model::VideoId;
 
 mod admin;
@@ -32,6 +32,9 @@ use transfer::{S3Reader, S3Writer};
 
 /// Where video objects live in the bucket; anything else in the bucket is not ours.
 const PREFIX: &str = "videos/";
+/// Where posters are: beside the videos, under a prefix of their own so that listing the
+/// videos never meets one.
+const POSTER_PREFIX: &str = "posters/";
 /// Lifetime of the signature of a request this node sends itself (not of URLs handed out).
 const REQUEST_TTL: Duration = Duration::from_secs(15 * 60);
 
@@ -110,6 +113,11 @@ impl S3Blobs {
     /// The object key of `video`'s file.
     pub fn key_of(video: VideoId) -> String {
         format!("{PREFIX}{video}")
+    }
+
+    /// The object key of `video`'s poster.
+    pub fn poster_key_of(video: VideoId) -> String {
+        format!("{POSTER_PREFIX}{video}")
     }
 
     /// The video whose file `key` is, if it is one.
@@ -260,6 +268,8 @@ impl BlobStore for S3Blobs {
     /// A `HEAD` first, since S3's `DELETE` answers the same whether or not the object was
     /// there; two removers racing may both see `true`, which the deletion job tolerates.
     async fn remove(&self, video: VideoId) -> io::Result<bool> {
+        // The poster first: once the file is gone nothing would find a poster left behind.
+        self.remove_poster(video).await?;
         let key = Self::key_of(video);
         if self.inner.head(&key).await?.is_none() {
             return Ok(false);
@@ -268,6 +278,44 @@ impl BlobStore for S3Blobs {
         let url = url.sign(REQUEST_TTL);
         self.inner.http.send_ok(Method::DELETE, &url, &[], http::empty()).await?;
         Ok(true)
+    }
+
+    /// A signed GET of the object on the store's own endpoint (the node's, not the browsers'),
+    /// valid as long as a probe may take; ffmpeg reads it with ranges.
+    async fn media_input(&self, video: VideoId) -> io::Result<MediaInput> {
+        let key = Self::key_of(video);
+        if self.inner.head(&key).await?.is_none() {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("no object for {video}")));
+        }
+        Ok(MediaInput::Url(self.inner.sign_get(&key).to_string()))
+    }
+
+    async fn put_poster(&self, video: VideoId, image: Bytes, content_type: &str) -> io::Result<()> {
+        let key = Self::poster_key_of(video);
+        let url = self.inner.bucket.put_object(Some(&self.inner.credentials), &key);
+        let url = url.sign(REQUEST_TTL);
+        let length = image.len().to_string();
+        let headers = [("content-type", content_type), ("content-length", length.as_str())];
+        // One PUT: the store shows the whole object or the one before, never a part.
+        self.inner.http.send_ok(Method::PUT, &url, &headers, http::full(image)).await?;
+        Ok(())
+    }
+
+    async fn open_poster(&self, video: VideoId) -> io::Result<Arc<dyn BlobReader>> {
+        let key = Self::poster_key_of(video);
+        let meta = self.inner.head(&key).await?.ok_or_else(|| {
+            io::Error::new(io::ErrorKind::NotFound, format!("no poster for video {video}"))
+        })?;
+        Ok(Arc::new(S3Reader::new(self.inner.clone(), key, meta)))
+    }
+
+    async fn remove_poster(&self, video: VideoId) -> io::Result<()> {
+        let key = Self::poster_key_of(video);
+        let url = self.inner.bucket.delete_object(Some(&self.inner.credentials), &key);
+        // S3 answers a DELETE of a missing key with 204 as well.
+        let url = url.sign(REQUEST_TTL);
+        self.inner.http.send_ok(Method::DELETE, &url, &[], http::empty()).await?;
+        Ok(())
     }
 
     async fn list(&self) -> io::Result<Vec<VideoId>> {

@@ -1,7 +1,7 @@
-//! One dispatch pass, as three steps with one owner each: **claim** (reserve free slots, claim
-//! that many due records from the store), **dispatch** (one `Execute` per record to the
-//! executor, all at once) and **record** (release the slots, count the outcomes, start a
-//! follow-up pass while the queue drains). Only `reserve`, `claimed` and `record` touch the
+//! One dispatch pass over the jobs of one kind, as three steps with one owner each: **claim**
+//! (reserve free slots of that kind, claim that many due jobs from the store), **dispatch**
+//! (one `Execute` per job to the executor, all at once) and **record** (release the slots,
+//! count the outcomes, start a follow-up pass while the queue drains). Only `reserve`, `claimed` and `record` touch the
 //! dispatcher's counters, each synchronously between two awaits, so no count is held across one.
 
 use actix::fut::LocalBoxActorFuture;
@@ -11,64 +11,78 @@ use time::OffsetDateTime;
 
 use super::{Continue, Dispatcher, PassReport};
 use crate::error::StoreError;
-use crate::model::{DeletionRecord, VideoId};
+use crate::model::{JobKind, JobRecord, VideoId};
 use crate::scheduler::executor::{Execute, Outcome};
-use crate::store::ClaimDeletions;
+use crate::store::ClaimJobs;
 
-/// What a claim handed to this pass: the records to run, and whether it filled every slot it
-/// asked for (then more records are probably due).
+/// What a claim handed to this pass: the jobs to run, and whether it filled every slot it
+/// asked for (then more jobs are probably due).
 struct Claimed {
-    records: Vec<DeletionRecord>,
+    records: Vec<JobRecord>,
     full: bool,
 }
 
-/// The executor's answer for each dispatched record.
+/// The executor's answer for each dispatched job.
 type Executed = Vec<(VideoId, Result<Result<Outcome, StoreError>, MailboxError>)>;
 
 impl Dispatcher {
-    /// One pass: claim up to the free slots, execute them all, release the slots.
-    pub(super) fn pass(&mut self) -> LocalBoxActorFuture<Self, Result<PassReport, StoreError>> {
-        let Some(slots) = self.reserve() else {
+    /// One pass over `kind`: claim up to its free slots, execute them all, release the slots.
+    pub(super) fn pass(
+        &mut self,
+        kind: JobKind,
+    ) -> LocalBoxActorFuture<Self, Result<PassReport, StoreError>> {
+        if kind == JobKind::ProbeVideo && self.tools_missing {
+            // Nothing to run them with: they stay queued (and marked waiting) until the
+            // programs are found, which releases them.
+            return fut::ready(Ok(PassReport::default())).boxed_local();
+        }
+        let Some(slots) = self.reserve(kind) else {
             // Every slot is taken: the pass that frees them runs again.
-            self.woken = true;
+            self.lane(kind).woken = true;
             return fut::ready(Ok(PassReport::default())).boxed_local();
         };
-        self.claim(slots)
+        self.claim(kind, slots)
             .into_actor(self)
             .then(move |claimed, act, _| {
-                let dispatched = act.claimed(slots, claimed).map(|c| (c.full, act.dispatch(c)));
+                let dispatched =
+                    act.claimed(kind, slots, claimed).map(|c| (c.full, act.dispatch(c)));
                 async move {
                     let (full, executing) = dispatched?;
                     Ok::<_, StoreError>((full, executing.await))
                 }
                 .into_actor(act)
             })
-            .map(|executed, act, ctx| {
+            .map(move |executed, act, ctx| {
                 let (full, executed) = executed?;
-                Ok(act.record(full, executed, ctx))
+                Ok(act.record(kind, full, executed, ctx))
             })
             .boxed_local()
     }
 
-    /// How many records this pass may claim, or `None` when no slot is free. The slots are
-    /// reserved until the claim returns, so that an overlapping pass cannot promise them too.
-    fn reserve(&mut self) -> Option<usize> {
-        let free = self.config.max_in_flight.saturating_sub(self.in_flight.len() + self.reserved);
-        let slots = free.min(self.config.batch as usize);
+    /// How many jobs of `kind` this pass may claim, or `None` when no slot is free. The slots
+    /// are reserved until the claim returns, so that an overlapping pass cannot promise them.
+    fn reserve(&mut self, kind: JobKind) -> Option<usize> {
+        let (max, batch) = (self.config.max_in_flight(kind), self.config.batch as usize);
+        let lane = self.lane(kind);
+        let free = max.saturating_sub(lane.in_flight.len() + lane.reserved);
+        let slots = free.min(batch);
         if slots == 0 {
             return None;
         }
-        self.reserved += slots;
-        self.passes_running += 1;
+        lane.reserved += slots;
+        lane.passes_running += 1;
         Some(slots)
     }
 
-    /// Step 1: claims up to `slots` due records for this incarnation (see `store::claims`).
+    /// Step 1: claims up to `slots` due jobs of `kind` for this incarnation (see
+    /// `store::claims`).
     fn claim(
         &self,
+        kind: JobKind,
         slots: usize,
-    ) -> impl Future<Output = Result<Vec<DeletionRecord>, StoreError>> + use<> {
-        let claim = self.store.send(ClaimDeletions {
+    ) -> impl Future<Output = Result<Vec<JobRecord>, StoreError>> + use<> {
+        let claim = self.store.send(ClaimJobs {
+            kind,
             claimer: self.incarnation.clone(),
             now: OffsetDateTime::now_utc(),
             // `slots` is at most `batch`, a u32.
@@ -78,18 +92,20 @@ impl Dispatcher {
         async move { claim.await? }
     }
 
-    /// The claim returned: its reservation becomes `in_flight` entries. A record still running
+    /// The claim returned: its reservation becomes `in_flight` entries. A job still running
     /// from an earlier claim (its lease ran out meanwhile) is dropped here rather than run
     /// twice. A failed claim ends the pass.
     fn claimed(
         &mut self,
+        kind: JobKind,
         slots: usize,
-        claimed: Result<Vec<DeletionRecord>, StoreError>,
+        claimed: Result<Vec<JobRecord>, StoreError>,
     ) -> Result<Claimed, StoreError> {
-        self.reserved -= slots;
-        let records = claimed.inspect_err(|_| self.passes_running -= 1)?;
+        let lane = self.lane(kind);
+        lane.reserved -= slots;
+        let records = claimed.inspect_err(|_| lane.passes_running -= 1)?;
         let full = records.len() == slots;
-        let records = records.into_iter().filter(|r| self.in_flight.insert(r.video_id)).collect();
+        let records = records.into_iter().filter(|r| lane.in_flight.insert(r.video_id)).collect();
         Ok(Claimed { records, full })
     }
 
@@ -110,27 +126,38 @@ impl Dispatcher {
 
     /// Step 3: releases the slots, counts the outcomes, and starts the next pass when the
     /// queue is draining (`full`) or a wake came while this one ran.
-    fn record(&mut self, full: bool, executed: Executed, ctx: &mut Context<Self>) -> PassReport {
+    fn record(
+        &mut self,
+        kind: JobKind,
+        full: bool,
+        executed: Executed,
+        ctx: &mut Context<Self>,
+    ) -> PassReport {
         let mut report = PassReport { claimed: executed.len(), ..PassReport::default() };
+        let (follow_up, pace) = (self.config.follow_up, self.config.pace);
+        let lane = self.lane(kind);
         for (video, result) in executed {
-            self.in_flight.remove(&video);
+            lane.in_flight.remove(&video);
             match result {
                 Ok(Ok(Outcome::Removed { .. })) => report.removed += 1,
-                Ok(Ok(_)) => report.failed += 1,
+                Ok(Ok(Outcome::Probed { .. })) => report.probed += 1,
+                Ok(Ok(Outcome::Dropped { .. })) => report.dropped += 1,
+                Ok(Ok(Outcome::Waiting { .. })) => report.waiting += 1,
+                Ok(Ok(Outcome::Retry { .. } | Outcome::GaveUp { .. })) => report.failed += 1,
                 Ok(Err(e)) => {
                     report.errors += 1;
-                    log::error!("recording the removal of {video}: {e}");
+                    log::error!("recording the outcome of {kind} for {video}: {e}");
                 }
                 Err(e) => {
                     report.errors += 1;
-                    log::error!("executor unreachable for {video}: {e}");
+                    log::error!("executor unreachable for {kind} of {video}: {e}");
                 }
             }
         }
-        self.passes_running -= 1;
-        if self.config.follow_up && (full || self.woken) {
-            self.woken = false;
-            ctx.notify_later(Continue, self.config.pace);
+        lane.passes_running -= 1;
+        if follow_up && (full || lane.woken) {
+            lane.woken = false;
+            ctx.notify_later(Continue { kind }, pace);
         }
         report
     }
