@@ -11,6 +11,7 @@ mod direct_support;
 mod garage_support;
 #[macro_use]
 mod helpers;
+mod media_support;
 mod pg_support;
 mod process_support;
 mod redis_support;
@@ -27,6 +28,7 @@ mod browser_s3;
 mod browser_support;
 mod cluster_deploy;
 mod cluster_load;
+mod media_jobs;
 mod move_to_s3;
 mod postgres_node;
 mod redis_sessions;

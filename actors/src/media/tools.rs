@@ -74,15 +74,39 @@ impl MediaTools {
     }
 }
 
-/// Whether `ffmpeg -encoders` lists libwebp. Blocking.
+/// How long `ffmpeg -encoders` may take: it prints a list and exits in milliseconds.
+const ENCODERS_WITHIN: Duration = Duration::from_secs(10);
+
+/// Whether `ffmpeg -encoders` lists libwebp (an ffmpeg that hangs counts as without it).
+/// Blocking.
 fn encodes_webp(ffmpeg: &std::path::Path) -> bool {
-    std::process::Command::new(ffmpeg)
+    use std::io::Read as _;
+    let child = std::process::Command::new(ffmpeg)
         .args(["-hide_banner", "-encoders"])
         .env_clear()
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains(" libwebp "))
+        .spawn();
+    let Ok(mut child) = child else { return false };
+    let Some(mut stdout) = child.stdout.take() else { return false };
+    // The list is read on a thread of its own, so that a hung ffmpeg is killed on time.
+    let reader = std::thread::spawn(move || {
+        let mut list = String::new();
+        let _ = stdout.read_to_string(&mut list);
+        list
+    });
+    let start = std::time::Instant::now();
+    while matches!(child.try_wait(), Ok(None)) {
+        if start.elapsed() > ENCODERS_WITHIN {
+            log::warn!("{} -encoders did not answer within {ENCODERS_WITHIN:?}", ffmpeg.display());
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    reader.join().is_ok_and(|list| list.contains(" libwebp "))
 }
 
 /// Why a run failed.

@@ -175,7 +175,8 @@ pub struct Dispatcher {
     lanes: HashMap<JobKind, Lane>,
     /// The programs probes run; looked for on every tick while missing.
     tools: MediaTools,
-    /// The last look found no ffmpeg: probe passes claim nothing.
+    /// The last look found no ffmpeg: look again on every tick, and release the waiting
+    /// probes once it is found.
     tools_missing: bool,
     /// Whether a look has been made yet (the first one that fails warns).
     tools_looked: bool,
@@ -280,7 +281,7 @@ impl Dispatcher {
     /// While ffmpeg is missing, looks for it again (on a blocking thread); the first look
     /// that misses warns once, and the look that finds it releases the probes that waited.
     fn look_for_tools(&mut self, ctx: &mut Context<Self>) {
-        if self.tools_looked && !self.tools_missing {
+        if self.tools_looked && !self.tools_missing && self.tools.found().is_some() {
             return;
         }
         let tools = self.tools.clone();

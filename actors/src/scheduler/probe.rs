@@ -55,8 +55,17 @@ pub(super) async fn probe_with(
         let error = "the video is in the object store, which this scheduler is not given";
         return fail(store, policy, &record, error.into(), false, now).await;
     };
-    let Some(tools) = media.tools.found() else {
-        return wait(store, &record, media.tools.names()).await;
+    let tools = match media.tools.found() {
+        Some(found) => found,
+        // Not looked for yet, or missing at the last look: look now (a few `stat`s).
+        None => {
+            let tools = media.tools.clone();
+            match tokio::task::spawn_blocking(move || tools.locate()).await {
+                Ok(Ok(found)) => found,
+                Ok(Err(missing)) => return wait(store, &record, missing).await,
+                Err(e) => return fail(store, policy, &record, e.to_string(), false, now).await,
+            }
+        }
     };
     let demuxer = media::demuxer_of(&subject.content_type);
     let run = async {

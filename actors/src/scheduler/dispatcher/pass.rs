@@ -31,11 +31,6 @@ impl Dispatcher {
         &mut self,
         kind: JobKind,
     ) -> LocalBoxActorFuture<Self, Result<PassReport, StoreError>> {
-        if kind == JobKind::ProbeVideo && self.tools_missing {
-            // Nothing to run them with: they stay queued (and marked waiting) until the
-            // programs are found, which releases them.
-            return fut::ready(Ok(PassReport::default())).boxed_local();
-        }
         let Some(slots) = self.reserve(kind) else {
             // Every slot is taken: the pass that frees them runs again.
             self.lane(kind).woken = true;
