@@ -25,6 +25,10 @@ pub struct VideoCard {
     pub datetime: String,
     pub state: VideoState,
     pub size: Option<u64>,
+    /// The still the scheduler took from the video, once it has probed it.
+    pub poster: Option<Poster>,
+    /// Length in milliseconds, once probed.
+    pub duration_ms: Option<u64>,
 }
 
 /// A video's poster image as a page shows it: where it is, and the size it will have, so that
