@@ -113,6 +113,8 @@ pub async fn ready_video(app: &TestApp, user: &TestUser, name: &str) -> String {
 /// What the fake stream service saw of the last request.
 #[derive(Debug, Clone, Default)]
 pub struct Seen {
+    /// The path the request was for.
+    pub path: Option<String>,
     pub session: Option<String>,
     pub forwarded_for: Option<String>,
     pub cookie: Option<String>,
@@ -126,8 +128,21 @@ pub fn clip_bytes() -> Vec<u8> {
     (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect()
 }
 
-/// A stand-in stream service on 127.0.0.1:0: single-range playback of [`clip_bytes`], uploads
-/// counted as they stream in, and 429 for the nil-ish id `…0429`.
+/// The poster the fake stream service serves: a WebP's RIFF header, then bytes that differ
+/// at every offset.
+pub fn poster_bytes() -> Vec<u8> {
+    let mut b = b"RIFF\x00\x00\x00\x00WEBPVP8 ".to_vec();
+    b.extend((0..20_000u32).map(|i| (i * 11 % 241) as u8));
+    b
+}
+
+/// The fake poster's validators.
+pub const POSTER_ETAG: &str = "\"poster-1\"";
+pub const POSTER_MODIFIED: &str = "Tue, 01 Dec 2026 10:00:00 GMT";
+
+/// A stand-in stream service on 127.0.0.1:0: single-range playback of [`clip_bytes`], the
+/// poster [`poster_bytes`] with its validators, uploads counted as they stream in, 429 for the
+/// nil-ish id `…0429` and, for the poster, 404 for `…0404`.
 pub fn fake_stream() -> (String, Arc<Mutex<Seen>>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let data = web::Data::new(clip_bytes());
@@ -140,6 +155,8 @@ pub fn fake_stream() -> (String, Arc<Mutex<Seen>>) {
             .app_data(web::Data::new(s.clone()))
             .route("/videos/{vid}", web::get().to(fake_play))
             .route("/videos/{vid}", web::head().to(fake_play))
+            .route("/videos/{vid}/poster", web::get().to(fake_poster))
+            .route("/videos/{vid}/poster", web::head().to(fake_poster))
             .route("/upload/{vid}", web::post().to(fake_upload))
     })
     .workers(1)
@@ -154,6 +171,7 @@ pub fn fake_stream() -> (String, Arc<Mutex<Seen>>) {
 fn remember(req: &HttpRequest, seen: &Mutex<Seen>) {
     let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let mut s = seen.lock().expect("not poisoned");
+    s.path = Some(req.path().to_owned());
     s.session = h("x-session-id");
     s.forwarded_for = h("x-forwarded-for");
     s.cookie = h("cookie");
@@ -205,6 +223,37 @@ async fn fake_play(
         body.len() as u64,
         futures_util::stream::iter(chunks),
     ))
+}
+
+async fn fake_poster(req: HttpRequest, seen: web::Data<Arc<Mutex<Seen>>>) -> HttpResponse {
+    remember(&req, &seen);
+    let vid = req.match_info().get("vid").unwrap_or_default();
+    if vid.ends_with("0429") {
+        return HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", "7"))
+            .json(json!({"error": "slow down", "error_code": "010"}));
+    }
+    if vid.ends_with("0404") {
+        return HttpResponse::NotFound().json(json!({"error": "no poster", "error_code": "006"}));
+    }
+    let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let validators = [("ETag", POSTER_ETAG), ("Last-Modified", POSTER_MODIFIED)];
+    if h("if-none-match") == POSTER_ETAG || h("if-modified-since") == POSTER_MODIFIED {
+        let mut r = HttpResponse::NotModified();
+        for v in validators {
+            r.insert_header(v);
+        }
+        return r.finish();
+    }
+    let mut r = HttpResponse::Ok();
+    for v in validators {
+        r.insert_header(v);
+    }
+    r.insert_header(("Cache-Control", "public, max-age=60")).content_type("image/webp");
+    let body = poster_bytes();
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+        body.chunks(4096).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
+    r.body(actix_web::body::SizedStream::new(body.len() as u64, futures_util::stream::iter(chunks)))
 }
 
 async fn fake_upload(
