@@ -1,5 +1,6 @@
 //! What the web tests share: `/api` calls as a browser makes them, cookies, pages, marking a
-//! video ready without the stream service, and a stand-in stream service for the proxy.
+//! video ready without the stream service, and stand-in stream and api services for the proxy
+//! and the pages.
 
 use std::sync::{Arc, Mutex};
 
@@ -254,6 +255,45 @@ async fn fake_poster(req: HttpRequest, seen: web::Data<Arc<Mutex<Seen>>>) -> Htt
     let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
         body.chunks(4096).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
     r.body(actix_web::body::SizedStream::new(body.len() as u64, futures_util::stream::iter(chunks)))
+}
+
+/// A stand-in api on 127.0.0.1:0 whose every list (the feed, any user's videos) is `videos`,
+/// every video id finds the video of that id, every session belongs to the user asked about,
+/// and no video has comments: what the pages need to show videos the real api cannot make
+/// without the scheduler's probe.
+pub fn fake_api(videos: Vec<Value>) -> String {
+    let videos = web::Data::new(videos);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let url = format!("http://{}", listener.local_addr().expect("bound"));
+    let server = actix_web::HttpServer::new(move || {
+        let list = |v: web::Data<Vec<Value>>| async move {
+            HttpResponse::Ok().json(json!({"videos": v.as_slice(), "next": null}))
+        };
+        let one = |v: web::Data<Vec<Value>>, vid: web::Path<String>| async move {
+            match v.iter().find(|x| x["id"] == vid.as_str()) {
+                Some(x) => HttpResponse::Ok().json(x),
+                None => HttpResponse::NotFound().json(json!({"error": "no", "error_code": "006"})),
+            }
+        };
+        let user = |name: web::Path<String>| async move {
+            HttpResponse::Ok().json(json!({"id": 1, "user_name": name.as_str()}))
+        };
+        let comments = || async { HttpResponse::Ok().json(json!({"comments": [], "next": null})) };
+        actix_web::App::new()
+            .app_data(videos.clone())
+            .route("/videos", web::get().to(list))
+            .route("/user/{name}/videos", web::get().to(list))
+            .route("/user/{name}", web::get().to(user))
+            .route("/videos/{vid}", web::get().to(one))
+            .route("/videos/{vid}/comments", web::get().to(comments))
+    })
+    .workers(1)
+    .listen(listener)
+    .expect("listens")
+    .disable_signals()
+    .run();
+    actix_web::rt::spawn(server);
+    url
 }
 
 async fn fake_upload(
