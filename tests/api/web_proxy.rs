@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::helpers::{TestApp, read_reply, test_config};
 use crate::web_support::{
     Jar, POSTER_ETAG, POSTER_MODIFIED, call, clip_bytes, fake_stream, page, poster_bytes,
-    ready_video,
+    ready_video, wait_for_poster,
 };
 
 const VID: &str = "0190a0b0-0000-7000-8000-00000000abcd";
@@ -150,6 +150,84 @@ async fn posters_relay_with_their_validators_and_statuses() {
     ask(Method::GET, "NOT-A-UUID", None).await.assert_error(400, "001");
     let r = ask(Method::POST, VID, None).await;
     assert_eq!(r.status.as_u16(), 405, "read-only");
+}
+
+/// Against the real stream service (issue 12's core: the scheduler's probe and the stream's
+/// poster route): a real clip's poster, fetched through both ways the web origin serves it —
+/// the stream's own routes on a one-process node, and the relay of a `--role web` node — is
+/// the stream port's answer, byte for byte and validator for validator; and the pages of
+/// either show it.
+#[actix_web::test]
+async fn a_real_poster_through_the_web_is_the_stream_services() {
+    if crate::browser_support::skip_without_ffmpeg("the real poster relay test") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let clip = std::fs::read(crate::browser_support::make_clip(tmp.path())).expect("the clip");
+    let app = TestApp::spawn().await;
+    let pat = app.register("pat").await;
+    let vid = app.create_video(&pat, "A real clip").await;
+    let up = app
+        .client
+        .post(format!("{}/upload/{vid}", app.stream))
+        .insert_header(("X-Session-Id", pat.session.clone()))
+        .insert_header(("Content-Type", "video/webm"))
+        .send_body(clip)
+        .await
+        .expect("the stream answers");
+    assert_eq!(read_reply(up).await.assert_status(201)["status"], "ready");
+    let v = wait_for_poster(&app, "pat", &vid).await;
+    assert_eq!(v["poster_url"], format!("/videos/{vid}/poster"));
+    assert_eq!((&v["width"], &v["height"]), (&json!(320), &json!(240)), "{v}");
+    let ms = v["duration_ms"].as_u64().expect("a duration");
+    assert!((3_900..=4_100).contains(&ms), "a 4 s clip: {ms} ms");
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut cfg = test_config(dir.path().to_path_buf());
+    cfg.role = douyin_club::config::Role::Web;
+    cfg.api_url = Some(app.api.clone());
+    cfg.stream_url = Some(app.stream.clone());
+    let relay = TestApp::spawn_config(cfg, dir).await;
+
+    let ask = |base: &str, method: Method, etag: Option<&str>| {
+        let mut req = app.client.request(method, format!("{base}/videos/{vid}/poster"));
+        if let Some(e) = etag {
+            req = req.insert_header(("If-None-Match", e.to_owned()));
+        }
+        async move { read_reply(req.send().await.expect("answers")).await }
+    };
+    let direct = ask(&app.stream, Method::GET, None).await;
+    assert_eq!(direct.status.as_u16(), 200);
+    assert_eq!(direct.headers.get("content-type").expect("a type"), "image/webp");
+    assert!(direct.raw.starts_with(b"RIFF") && &direct.raw[8..12] == b"WEBP", "a WebP");
+    let etag = direct.headers.get("etag").expect("an ETag").to_str().expect("text").to_owned();
+    let same = ["content-type", "content-length", "etag", "last-modified"];
+    for node in [&app, &relay] {
+        let base = &node.web;
+        let r = ask(base, Method::GET, None).await;
+        assert_eq!(r.status.as_u16(), 200, "{base}");
+        assert_eq!(r.raw, direct.raw, "{base}");
+        for h in same {
+            assert_eq!(r.headers.get(h), direct.headers.get(h), "{base} {h}");
+        }
+        let head = ask(base, Method::HEAD, None).await;
+        assert_eq!(head.status.as_u16(), 200, "{base}");
+        assert!(head.raw.is_empty(), "{base}");
+        for h in same {
+            assert_eq!(head.headers.get(h), direct.headers.get(h), "{base} HEAD {h}");
+        }
+        let r = ask(base, Method::GET, Some(&etag)).await;
+        assert_eq!(r.status.as_u16(), 304, "{base}");
+        assert!(r.raw.is_empty(), "{base}");
+        assert_eq!(r.headers.get("etag").expect("the ETag again"), etag.as_str(), "{base}");
+        let (status, html, _) = page(node, &Jar::default(), "/").await;
+        assert_eq!(status, 200);
+        let img = format!(
+            r#"<img class="poster" src="/videos/{vid}/poster" width="480" height="360" alt="" loading="lazy" decoding="async">"#
+        );
+        assert!(html.contains(&img), "{base}: {html}");
+        assert!(html.contains(">0:04</time>"), "{base}: the length badge");
+    }
 }
 
 #[actix_web::test]

@@ -1,6 +1,6 @@
 //! What the web tests share: `/api` calls as a browser makes them, cookies, pages, marking a
-//! video ready without the stream service, and stand-in stream and api services for the proxy
-//! and the pages.
+//! video ready without the stream service, stand-in stream and api services for the proxy and
+//! the pages, and waiting for the scheduler to probe an upload.
 
 use std::sync::{Arc, Mutex};
 
@@ -294,6 +294,23 @@ pub fn fake_api(videos: Vec<Value>) -> String {
     .run();
     actix_web::rt::spawn(server);
     url
+}
+
+/// Polls the api (never a fixed sleep) until the scheduler has probed the ready video `vid`
+/// of `owner` and the video object names its poster; returns that object.
+pub async fn wait_for_poster(app: &TestApp, owner: &str, vid: &str) -> Value {
+    let path = format!("/user/{}/videos/{vid}", enc(owner));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = app.api(Method::GET, &path, None, None).await;
+        let v = r.assert_status(200).clone();
+        assert!(v.get("poster_url").is_some(), "no poster_url at all (issue 12's core?): {v}");
+        if !v["poster_url"].is_null() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "no poster after 60 s: {v}");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 async fn fake_upload(
