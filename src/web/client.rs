@@ -15,7 +15,8 @@ use serde::de::DeserializeOwned;
 use crate::auth::SESSION_HEADER;
 use crate::error::ErrorCode;
 
-/// A video object, with the fields the pages show.
+/// A video object, with the fields the pages show. What the scheduler learns by probing the
+/// file is `null` until then, and absent from an api older than the probe: both read as `None`.
 #[derive(Debug, Deserialize)]
 pub struct VideoJson {
     pub id: String,
@@ -25,6 +26,15 @@ pub struct VideoJson {
     pub size: Option<u64>,
     pub display_ctime: String,
     pub create_time: String,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    /// The displayed size, rotation applied.
+    #[serde(default)]
+    pub width: Option<u32>,
+    #[serde(default)]
+    pub height: Option<u32>,
+    #[serde(default)]
+    pub poster_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

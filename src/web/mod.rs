@@ -145,12 +145,18 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<WebState>) {
 }
 
 /// `/videos/*` and `/upload/*` relayed to the stream service at its URL: for a web service
-/// without a stream service of its own to use (with one, the stream's own routes serve them).
+/// without a stream service of its own to use (with one, the stream's own routes serve them,
+/// posters included).
 pub fn media_proxy_routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/videos/{vid}")
             .route(web::get().to(proxy::playback))
             .route(web::head().to(proxy::playback)),
+    )
+    .service(
+        web::resource("/videos/{vid}/poster")
+            .route(web::get().to(proxy::poster))
+            .route(web::head().to(proxy::poster)),
     )
     .service(web::resource("/upload/{vid}").route(web::post().to(upload::upload)))
     .service(web::resource("/upload/{vid}/ticket").route(web::post().to(direct::ticket)))

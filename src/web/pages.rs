@@ -7,8 +7,8 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use views::{
-    CommentView, ErrorPage, HomePage, UserHomePage, UserPage, VideoCard, VideoList, VideoState,
-    Viewer, WatchPage, encode_component as enc,
+    CommentView, ErrorPage, HomePage, Poster, UserHomePage, UserPage, VideoCard, VideoList,
+    VideoState, Viewer, WatchPage, encode_component as enc,
 };
 
 use super::client::{self, Api, ApiFailure};
@@ -71,8 +71,16 @@ fn not_found(viewer: Option<Viewer>) -> HttpResponse {
 }
 
 fn card(v: client::VideoJson) -> VideoCard {
+    // The api's `poster_url` only says that a poster exists: like the video's own `src`, its
+    // path is this origin's, which relays it to the stream service wherever that runs.
+    let poster = v
+        .poster_url
+        .as_ref()
+        .map(|_| Poster::new(format!("/videos/{}/poster", v.id), v.width.zip(v.height)));
     VideoCard {
         state: if v.status == "ready" { VideoState::Ready } else { VideoState::Pending },
+        poster,
+        duration_ms: v.duration_ms,
         id: v.id,
         name: v.name,
         author: v.author,

@@ -1,5 +1,5 @@
-//! `/videos/:vid` proxied to the stream service with awc, and what both stream proxies share
-//! (the upload's is in `upload.rs`). Bodies stream through chunk by chunk, so a video is never
+//! `/videos/:vid` and its poster proxied to the stream service with awc, and what both stream
+//! proxies share (the upload's is in `upload.rs`). Bodies stream through chunk by chunk, so a video is never
 //! held whole; the stream's status and headers (206, 304, 416, 429 + Retry-After …) pass
 //! through.
 
@@ -183,11 +183,30 @@ pub async fn playback(
     state: web::Data<WebState>,
     clients: web::Data<Clients>,
 ) -> Result<HttpResponse, AppError> {
-    let vid = video_id(&req)?;
-    let url = format!("{}/videos/{vid}", state.stream);
-    let res = outgoing(&req, &clients, url, &PLAYBACK_HEADERS)
-        .send()
-        .await
-        .map_err(unreachable_stream)?;
+    relay(&req, &state, &clients, "").await
+}
+
+/// `GET`/`HEAD /videos/:vid/poster`: the video's poster image, relayed as playback is, so
+/// that its validators and 304, its 404 while there is none, and the limiter's
+/// 429 reach the browser unchanged.
+pub async fn poster(
+    req: HttpRequest,
+    state: web::Data<WebState>,
+    clients: web::Data<Clients>,
+) -> Result<HttpResponse, AppError> {
+    relay(&req, &state, &clients, "/poster").await
+}
+
+/// `/videos/:vid<rest>` of the stream service, as the browser asked for it.
+async fn relay(
+    req: &HttpRequest,
+    state: &WebState,
+    clients: &Clients,
+    rest: &str,
+) -> Result<HttpResponse, AppError> {
+    let vid = video_id(req)?;
+    let url = format!("{}/videos/{vid}{rest}", state.stream);
+    let res =
+        outgoing(req, clients, url, &PLAYBACK_HEADERS).send().await.map_err(unreachable_stream)?;
     Ok(Relay::new(res.status(), res.headers()).body(res))
 }

@@ -1,6 +1,7 @@
 //! The whole site in a real browser: headless Chromium driven over WebDriver (fantoccini).
 //! Register, sign out and in, upload with a progress bar, play and seek, comment, delete,
-//! sign out — taking a screenshot of each page into `target/screenshots/` for review.
+//! sign out — taking a screenshot of each page into `target/screenshots/` for review; and the
+//! posters the scheduler makes, on the cards and the player.
 //! Under `CI=true` a missing tool fails the test; elsewhere the test skips with the reason.
 
 use std::path::Path;
@@ -14,6 +15,7 @@ use crate::browser_support::{
     upload_alert,
 };
 use crate::helpers::TestApp;
+use crate::web_support::wait_for_poster;
 
 /// A text file named `.mp4` is "not a video"; a file over the limit is refused by the page
 /// before anything is made or sent, and — with the page's check taken away — by the server,
@@ -144,6 +146,109 @@ async fn browser_end_to_end() {
     until(&c, "!!document.querySelector('#register-form')", "signed out").await;
     c.goto(&format!("{web}/watch/0190a0b0-0000-7000-8000-000000000001")).await.expect("404 page");
     shot(&c, "11-not-found").await;
+
+    c.close().await.expect("the browser closes");
+}
+
+/// `(naturalWidth, naturalHeight, width attribute, height attribute)` of the first `img`
+/// matching `css`, once it has loaded.
+async fn loaded_img(c: &Client, css: &str) -> Vec<u64> {
+    let js = format!(
+        "(() => {{ const i = document.querySelector({}); \
+         return i && i.complete && i.naturalWidth > 0 \
+           && [i.naturalWidth, i.naturalHeight, +i.getAttribute('width'), +i.getAttribute('height')]; }})()",
+        json!(css)
+    );
+    let v = until(c, &js, &format!("{css} loaded")).await;
+    serde_json::from_value(v).expect("four numbers")
+}
+
+/// Issue 12: once the scheduler has probed an upload (the api is polled for `poster_url`,
+/// never waited on blindly), the feed's card and the user's list show the poster — loaded,
+/// the size the page reserved for it — with the length badge, and the player shows it until
+/// it plays. Needs the core half of the issue (the probe and the stream's poster route).
+#[actix_web::test]
+async fn browser_posters() {
+    if skip("the browser poster test") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let clip = make_clip(tmp.path());
+    let app = TestApp::spawn_with(|c| c.max_upload_bytes = LIMIT).await;
+    let (_driver, c) = start_browser(&tmp.path().join("profile")).await;
+    let web = app.web.clone();
+
+    register(&c, &web, "poster_pat").await;
+    submit_upload(&c, &web, "Test pattern", &clip).await;
+    progress_reaches_100(&c).await;
+    let row = "document.querySelector('.row[data-video]')";
+    let vid = until(
+        &c,
+        &format!("{row} && {row}.textContent.includes('Ready') && {row}.dataset.video"),
+        "the ready row",
+    )
+    .await;
+    let vid = vid.as_str().expect("an id").to_owned();
+    let v = wait_for_poster(&app, "poster_pat", &vid).await;
+    assert_eq!(v["poster_url"], format!("/videos/{vid}/poster"));
+
+    // The feed: the poster fills the card, at the size its attributes promised.
+    c.goto(&format!("{web}/")).await.expect("home");
+    path_is(&c, "/").await;
+    let [w, h, attr_w, attr_h] = loaded_img(&c, ".card img.poster").await[..] else {
+        panic!("four numbers")
+    };
+    assert_eq!((w, h), (480, 360), "480 wide, the clip's 4:3");
+    assert_eq!((attr_w, attr_h), (w, h), "the page reserved the poster's real size");
+    let fills = c
+        .execute(
+            "const i = document.querySelector('.card img.poster').getBoundingClientRect(); \
+             const t = document.querySelector('.card .thumb').getBoundingClientRect(); \
+             return Math.abs(i.width - t.width) < 1 && Math.abs(i.height - t.height) < 1;",
+            vec![],
+        )
+        .await
+        .expect("measured");
+    assert_eq!(fills, json!(true), "the poster covers the card's box");
+    let badge = c.find(Locator::Css(".card .duration")).await.expect("a badge");
+    assert_eq!(badge.text().await.expect("text"), "0:04");
+    shot(&c, "feed-with-posters").await;
+    c.set_window_size(390, 844).await.expect("phone size");
+    c.goto(&format!("{web}/")).await.expect("home");
+    loaded_img(&c, ".card img.poster").await;
+    shot(&c, "feed-with-posters-phone").await;
+    c.set_window_size(1280, 900).await.expect("desktop size");
+
+    // The user's own list.
+    c.goto(&format!("{web}/userhome")).await.expect("userhome");
+    path_is(&c, "/userhome").await;
+    loaded_img(&c, ".row-thumb img.poster").await;
+    shot(&c, "userhome-with-posters").await;
+
+    // The player shows the poster (it loads as an image from the same address) until it plays.
+    c.goto(&format!("{web}/watch/{vid}")).await.expect("watch");
+    path_is(&c, &format!("/watch/{vid}")).await;
+    let poster = c
+        .execute("return document.getElementById('player').getAttribute('poster')", vec![])
+        .await
+        .expect("the attribute");
+    assert_eq!(poster, json!(format!("/videos/{vid}/poster")));
+    let natural = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1]; const i = new Image(); \
+             i.onload = () => done(i.naturalWidth); i.onerror = () => done(0); \
+             i.src = document.getElementById('player').getAttribute('poster');",
+            vec![],
+        )
+        .await
+        .expect("the poster loads");
+    assert_eq!(natural, json!(480));
+    let length = c.find(Locator::Css(".about time.length")).await.expect("the length");
+    assert_eq!(length.text().await.expect("text"), "0:04");
+    until(&c, "document.getElementById('player').readyState >= 1", "the video's metadata").await;
+    shot(&c, "watch-with-poster").await;
+    // A poster changes nothing about playing.
+    play_and_seek(&c).await;
 
     c.close().await.expect("the browser closes");
 }

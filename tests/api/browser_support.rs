@@ -180,6 +180,17 @@ pub(crate) fn skip(what: &str) -> bool {
     true
 }
 
+/// Whether a test that makes a real clip must skip for want of ffmpeg: it fails instead under
+/// `CI=true`.
+pub(crate) fn skip_without_ffmpeg(what: &str) -> bool {
+    if on_path("ffmpeg") {
+        return false;
+    }
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{what} under CI: missing ffmpeg");
+    eprintln!("skipping {what}: missing ffmpeg");
+    true
+}
+
 /// Registers `name` through the home page's form, which signs in and lands on `/userhome`.
 pub(crate) async fn register(c: &Client, web: &str, name: &str) {
     c.goto(&format!("{web}/")).await.expect("home");

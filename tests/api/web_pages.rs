@@ -3,8 +3,8 @@
 use awc::http::Method;
 use serde_json::json;
 
-use crate::helpers::{TestApp, enc};
-use crate::web_support::{Jar, call, jar_of, page, ready_video};
+use crate::helpers::{TestApp, enc, read_reply, test_config};
+use crate::web_support::{Jar, call, fake_api, fake_stream, jar_of, page, ready_video};
 
 #[actix_web::test]
 async fn home_signed_out_shows_the_feed_and_the_account_forms() {
@@ -271,4 +271,100 @@ async fn user_text_is_isolated_for_bidi_everywhere() {
     assert!(html.contains(&format!("<title>\u{2068}{title}\u{2069} · douyin club</title>")));
     let (_, html, _) = page(&app, &Jar::default(), &own_page).await;
     assert!(html.contains(&format!("<title>@\u{2068}{name}\u{2069} · douyin club</title>")));
+}
+
+/// A video object as the api gives it; `probe` adds what the scheduler's probe fills in, and
+/// `None` leaves those fields out altogether, as an api from before the probe does.
+fn video_json(id: &str, name: &str, probe: Option<serde_json::Value>) -> serde_json::Value {
+    let mut v = json!({"id": id, "author_id": 1, "author": "alice", "name": name,
+        "status": "ready", "size": 4321, "content_type": "video/mp4",
+        "display_ctime": "Dec 1, 2026 10:00 UTC", "create_time": "2026-12-01T10:00:00Z"});
+    if let (Some(v), Some(probe)) = (v.as_object_mut(), probe.as_ref().and_then(|p| p.as_object()))
+    {
+        v.extend(probe.clone());
+    }
+    v
+}
+
+/// The pages of a web node whose api reports probed videos (a stand-in api: the real one
+/// needs the scheduler's probe): posters with their size and the length badge on every list,
+/// the poster on the player; unprobed videos, old JSON or nulls, keep the coloured card.
+#[actix_web::test]
+async fn probed_videos_show_posters_and_lengths_on_every_page() {
+    let wide = "0190a0b0-0000-7000-8000-0000000000a1";
+    let tall = "0190a0b0-0000-7000-8000-0000000000a2";
+    let old = "0190a0b0-0000-7000-8000-0000000000a3";
+    let nulls = "0190a0b0-0000-7000-8000-0000000000a4";
+    let probe = |ms: u64, w: u32, h: u32, id: &str| {
+        json!({"duration_ms": ms, "width": w, "height": h, "video_codec": "h264",
+               "audio_codec": "aac", "poster_url": format!("/videos/{id}/poster")})
+    };
+    let api = fake_api(vec![
+        video_json(wide, "<script>alert(1)</script>", Some(probe(62_000, 1280, 720, wide))),
+        video_json(tall, "Tall one", Some(probe(3_723_000, 1080, 1920, tall))),
+        video_json(old, "From an older api", None),
+        video_json(
+            nulls,
+            "Not probed yet",
+            Some(json!({"duration_ms": null, "width": null,
+            "height": null, "video_codec": null, "audio_codec": null, "poster_url": null})),
+        ),
+    ]);
+    let (stream, _) = fake_stream();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut cfg = test_config(dir.path().to_path_buf());
+    cfg.role = douyin_club::config::Role::Web;
+    cfg.api_url = Some(api);
+    cfg.stream_url = Some(stream);
+    let app = TestApp::spawn_config(cfg, dir).await;
+    let img = |id: &str, height: u32| {
+        format!(
+            r#"<img class="poster" src="/videos/{id}/poster" width="480" height="{height}" alt="" loading="lazy" decoding="async">"#
+        )
+    };
+    let badge = |iso: &str, words: &str, text: &str| {
+        format!(
+            r#"<time class="duration" datetime="{iso}" aria-label="Duration: {words}">{text}</time>"#
+        )
+    };
+    let signed_in = Jar { session: Some("s".into()), user: Some("alice".into()) };
+    for (path, jar) in
+        [("/", Jar::default()), ("/u/alice", Jar::default()), ("/userhome", signed_in)]
+    {
+        let (status, html, _) = page(&app, &jar, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(html.contains(&img(wide, 270)), "{path}: 16:9 → 480×270: {html}");
+        assert!(html.contains(&img(tall, 854)), "{path}: 9:16 → 480×854");
+        assert!(html.contains(&badge("PT62S", "1 minute 2 seconds", "1:02")), "{path}");
+        assert!(html.contains(&badge("PT3723S", "1 hour 2 minutes 3 seconds", "1:02:03")));
+        assert_eq!(html.matches("<img").count(), 2, "{path}: no poster, no picture");
+        assert!(!html.contains(&format!("/videos/{old}/poster")), "{path}");
+        assert!(!html.contains(&format!("/videos/{nulls}/poster")), "{path}");
+        assert!(html.contains("From an older api") && html.contains("Not probed yet"), "{path}");
+        assert!(!html.contains("<script>alert") && html.contains("&lt;script&gt;alert(1)"));
+        if path != "/userhome" {
+            for id in [old, nulls] {
+                let card = format!(r#"<a class="thumb" href="/watch/{id}?by=alice" style="--h:"#);
+                assert!(html.contains(&card), "{path}: the coloured card for {id}");
+            }
+        }
+    }
+
+    let (status, html, _) = page(&app, &Jar::default(), &format!("/watch/{wide}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains(&format!(
+        r#"src="/videos/{wide}" poster="/videos/{wide}/poster" width="480" height="270">"#
+    )));
+    assert!(html.contains(">1:02</time>"));
+    for id in [old, nulls] {
+        let (status, html, _) = page(&app, &Jar::default(), &format!("/watch/{id}")).await;
+        assert_eq!(status, 200);
+        assert!(html.contains(&format!(r#"preload="metadata" src="/videos/{id}">"#)), "{id}");
+    }
+
+    // The picture the pages name is there, through this origin's relay.
+    let r = app.client.get(format!("{}/videos/{wide}/poster", app.web)).send().await;
+    let r = read_reply(r.expect("the web answers")).await;
+    assert_eq!(r.status.as_u16(), 200);
+    assert_eq!(r.headers.get("content-type").expect("a type"), "image/webp");
 }

@@ -1,11 +1,15 @@
 //! The stream proxy against a stand-in stream service: Range byte-exactness, conditional
-//! requests, the limiter's 429, upload streaming, headers; and `--role web` across processes.
+//! requests, the limiter's 429, upload streaming, posters, headers; and `--role web` across
+//! processes.
 
 use awc::http::Method;
 use serde_json::json;
 
 use crate::helpers::{TestApp, read_reply, test_config};
-use crate::web_support::{Jar, call, clip_bytes, fake_stream, page, ready_video};
+use crate::web_support::{
+    Jar, POSTER_ETAG, POSTER_MODIFIED, call, clip_bytes, fake_stream, page, poster_bytes,
+    ready_video, wait_for_poster,
+};
 
 const VID: &str = "0190a0b0-0000-7000-8000-00000000abcd";
 
@@ -86,6 +90,144 @@ async fn conditional_and_limited_answers_pass_through() {
     )
     .await;
     r.assert_error(400, "001");
+}
+
+#[actix_web::test]
+async fn posters_relay_with_their_validators_and_statuses() {
+    let (stream, seen) = fake_stream();
+    let app = TestApp::spawn_with(|c| c.stream_url = Some(stream)).await;
+    let url = |vid: &str| format!("{}/videos/{vid}/poster", app.web);
+    let ask = |method: Method, vid: &str, header: Option<(&'static str, &'static str)>| {
+        let mut req = app
+            .client
+            .request(method, url(vid))
+            .insert_header(("Cookie", "session=sess-3"))
+            .insert_header(("X-Forwarded-For", "203.0.113.7"));
+        if let Some(h) = header {
+            req = req.insert_header(h);
+        }
+        async move { read_reply(req.send().await.expect("the proxy answers")).await }
+    };
+    let h = |r: &crate::helpers::Reply, n: &str| {
+        r.headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    };
+
+    let poster = poster_bytes();
+    let r = ask(Method::GET, VID, None).await;
+    assert_eq!(r.status.as_u16(), 200);
+    assert_eq!(r.raw.as_ref(), poster.as_slice(), "byte for byte");
+    assert_eq!(h(&r, "content-type").as_deref(), Some("image/webp"));
+    assert_eq!(h(&r, "content-length"), Some(poster.len().to_string()));
+    assert_eq!(h(&r, "etag").as_deref(), Some(POSTER_ETAG));
+    assert_eq!(h(&r, "last-modified").as_deref(), Some(POSTER_MODIFIED));
+    assert_eq!(h(&r, "cache-control").as_deref(), Some("public, max-age=60"));
+    let s = seen.lock().expect("not poisoned").clone();
+    assert_eq!(s.path, Some(format!("/videos/{VID}/poster")), "the poster, not the video");
+    assert_eq!(s.session.as_deref(), Some("sess-3"), "the cookie becomes X-Session-Id");
+    assert_eq!(s.cookie, None, "the browser's cookies stay with the proxy");
+    assert_eq!(s.forwarded_for.as_deref(), Some("203.0.113.7, 127.0.0.1"));
+
+    let head = ask(Method::HEAD, VID, None).await;
+    assert_eq!(head.status.as_u16(), 200);
+    assert!(head.raw.is_empty(), "HEAD stays bodiless");
+    assert_eq!(h(&head, "content-length"), Some(poster.len().to_string()));
+    assert_eq!(h(&head, "etag").as_deref(), Some(POSTER_ETAG));
+
+    for cond in [("If-None-Match", POSTER_ETAG), ("If-Modified-Since", POSTER_MODIFIED)] {
+        let r = ask(Method::GET, VID, Some(cond)).await;
+        assert_eq!(r.status.as_u16(), 304, "{cond:?}");
+        assert!(r.raw.is_empty(), "{cond:?}");
+        assert_eq!(h(&r, "etag").as_deref(), Some(POSTER_ETAG), "{cond:?}");
+    }
+    let stale = ask(Method::GET, VID, Some(("If-None-Match", "\"old\""))).await;
+    assert_eq!(stale.status.as_u16(), 200);
+    assert_eq!(stale.raw.as_ref(), poster.as_slice());
+
+    ask(Method::GET, "0190a0b0-0000-7000-8000-000000000404", None).await.assert_error(404, "006");
+    let limited = ask(Method::GET, "0190a0b0-0000-7000-8000-000000000429", None).await;
+    limited.assert_error(429, "010");
+    assert_eq!(h(&limited, "retry-after").as_deref(), Some("7"));
+    ask(Method::GET, "NOT-A-UUID", None).await.assert_error(400, "001");
+    let r = ask(Method::POST, VID, None).await;
+    assert_eq!(r.status.as_u16(), 405, "read-only");
+}
+
+/// Against the real stream service (issue 12's core: the scheduler's probe and the stream's
+/// poster route): a real clip's poster, fetched through both ways the web origin serves it —
+/// the stream's own routes on a one-process node, and the relay of a `--role web` node — is
+/// the stream port's answer, byte for byte and validator for validator; and the pages of
+/// either show it.
+#[actix_web::test]
+async fn a_real_poster_through_the_web_is_the_stream_services() {
+    if crate::browser_support::skip_without_ffmpeg("the real poster relay test") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let clip = std::fs::read(crate::browser_support::make_clip(tmp.path())).expect("the clip");
+    let app = TestApp::spawn().await;
+    let pat = app.register("pat").await;
+    let vid = app.create_video(&pat, "A real clip").await;
+    let up = app
+        .client
+        .post(format!("{}/upload/{vid}", app.stream))
+        .insert_header(("X-Session-Id", pat.session.clone()))
+        .insert_header(("Content-Type", "video/webm"))
+        .send_body(clip)
+        .await
+        .expect("the stream answers");
+    assert_eq!(read_reply(up).await.assert_status(201)["status"], "ready");
+    let v = wait_for_poster(&app, "pat", &vid).await;
+    assert_eq!(v["poster_url"], format!("/videos/{vid}/poster"));
+    assert_eq!((&v["width"], &v["height"]), (&json!(320), &json!(240)), "{v}");
+    let ms = v["duration_ms"].as_u64().expect("a duration");
+    assert!((3_900..=4_100).contains(&ms), "a 4 s clip: {ms} ms");
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut cfg = test_config(dir.path().to_path_buf());
+    cfg.role = douyin_club::config::Role::Web;
+    cfg.api_url = Some(app.api.clone());
+    cfg.stream_url = Some(app.stream.clone());
+    let relay = TestApp::spawn_config(cfg, dir).await;
+
+    let ask = |base: &str, method: Method, etag: Option<&str>| {
+        let mut req = app.client.request(method, format!("{base}/videos/{vid}/poster"));
+        if let Some(e) = etag {
+            req = req.insert_header(("If-None-Match", e.to_owned()));
+        }
+        async move { read_reply(req.send().await.expect("answers")).await }
+    };
+    let direct = ask(&app.stream, Method::GET, None).await;
+    assert_eq!(direct.status.as_u16(), 200);
+    assert_eq!(direct.headers.get("content-type").expect("a type"), "image/webp");
+    assert!(direct.raw.starts_with(b"RIFF") && &direct.raw[8..12] == b"WEBP", "a WebP");
+    let etag = direct.headers.get("etag").expect("an ETag").to_str().expect("text").to_owned();
+    let same = ["content-type", "content-length", "etag", "last-modified"];
+    for node in [&app, &relay] {
+        let base = &node.web;
+        let r = ask(base, Method::GET, None).await;
+        assert_eq!(r.status.as_u16(), 200, "{base}");
+        assert_eq!(r.raw, direct.raw, "{base}");
+        for h in same {
+            assert_eq!(r.headers.get(h), direct.headers.get(h), "{base} {h}");
+        }
+        let head = ask(base, Method::HEAD, None).await;
+        assert_eq!(head.status.as_u16(), 200, "{base}");
+        assert!(head.raw.is_empty(), "{base}");
+        for h in same {
+            assert_eq!(head.headers.get(h), direct.headers.get(h), "{base} HEAD {h}");
+        }
+        let r = ask(base, Method::GET, Some(&etag)).await;
+        assert_eq!(r.status.as_u16(), 304, "{base}");
+        assert!(r.raw.is_empty(), "{base}");
+        assert_eq!(r.headers.get("etag").expect("the ETag again"), etag.as_str(), "{base}");
+        let (status, html, _) = page(node, &Jar::default(), "/").await;
+        assert_eq!(status, 200);
+        let img = format!(
+            r#"<img class="poster" src="/videos/{vid}/poster" width="480" height="360" alt="" loading="lazy" decoding="async">"#
+        );
+        assert!(html.contains(&img), "{base}: {html}");
+        assert!(html.contains(">0:04</time>"), "{base}: the length badge");
+    }
 }
 
 #[actix_web::test]

@@ -1,5 +1,6 @@
 //! What the web tests share: `/api` calls as a browser makes them, cookies, pages, marking a
-//! video ready without the stream service, and a stand-in stream service for the proxy.
+//! video ready without the stream service, stand-in stream and api services for the proxy and
+//! the pages, and waiting for the scheduler to probe an upload.
 
 use std::sync::{Arc, Mutex};
 
@@ -113,6 +114,8 @@ pub async fn ready_video(app: &TestApp, user: &TestUser, name: &str) -> String {
 /// What the fake stream service saw of the last request.
 #[derive(Debug, Clone, Default)]
 pub struct Seen {
+    /// The path the request was for.
+    pub path: Option<String>,
     pub session: Option<String>,
     pub forwarded_for: Option<String>,
     pub cookie: Option<String>,
@@ -126,8 +129,21 @@ pub fn clip_bytes() -> Vec<u8> {
     (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect()
 }
 
-/// A stand-in stream service on 127.0.0.1:0: single-range playback of [`clip_bytes`], uploads
-/// counted as they stream in, and 429 for the nil-ish id `…0429`.
+/// The poster the fake stream service serves: a WebP's RIFF header, then bytes that differ
+/// at every offset.
+pub fn poster_bytes() -> Vec<u8> {
+    let mut b = b"RIFF\x00\x00\x00\x00WEBPVP8 ".to_vec();
+    b.extend((0..20_000u32).map(|i| (i * 11 % 241) as u8));
+    b
+}
+
+/// The fake poster's validators.
+pub const POSTER_ETAG: &str = "\"poster-1\"";
+pub const POSTER_MODIFIED: &str = "Tue, 01 Dec 2026 10:00:00 GMT";
+
+/// A stand-in stream service on 127.0.0.1:0: single-range playback of [`clip_bytes`], the
+/// poster [`poster_bytes`] with its validators, uploads counted as they stream in, 429 for the
+/// nil-ish id `…0429` and, for the poster, 404 for `…0404`.
 pub fn fake_stream() -> (String, Arc<Mutex<Seen>>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let data = web::Data::new(clip_bytes());
@@ -140,6 +156,8 @@ pub fn fake_stream() -> (String, Arc<Mutex<Seen>>) {
             .app_data(web::Data::new(s.clone()))
             .route("/videos/{vid}", web::get().to(fake_play))
             .route("/videos/{vid}", web::head().to(fake_play))
+            .route("/videos/{vid}/poster", web::get().to(fake_poster))
+            .route("/videos/{vid}/poster", web::head().to(fake_poster))
             .route("/upload/{vid}", web::post().to(fake_upload))
     })
     .workers(1)
@@ -154,6 +172,7 @@ pub fn fake_stream() -> (String, Arc<Mutex<Seen>>) {
 fn remember(req: &HttpRequest, seen: &Mutex<Seen>) {
     let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let mut s = seen.lock().expect("not poisoned");
+    s.path = Some(req.path().to_owned());
     s.session = h("x-session-id");
     s.forwarded_for = h("x-forwarded-for");
     s.cookie = h("cookie");
@@ -205,6 +224,93 @@ async fn fake_play(
         body.len() as u64,
         futures_util::stream::iter(chunks),
     ))
+}
+
+async fn fake_poster(req: HttpRequest, seen: web::Data<Arc<Mutex<Seen>>>) -> HttpResponse {
+    remember(&req, &seen);
+    let vid = req.match_info().get("vid").unwrap_or_default();
+    if vid.ends_with("0429") {
+        return HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", "7"))
+            .json(json!({"error": "slow down", "error_code": "010"}));
+    }
+    if vid.ends_with("0404") {
+        return HttpResponse::NotFound().json(json!({"error": "no poster", "error_code": "006"}));
+    }
+    let h = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let validators = [("ETag", POSTER_ETAG), ("Last-Modified", POSTER_MODIFIED)];
+    if h("if-none-match") == POSTER_ETAG || h("if-modified-since") == POSTER_MODIFIED {
+        let mut r = HttpResponse::NotModified();
+        for v in validators {
+            r.insert_header(v);
+        }
+        return r.finish();
+    }
+    let mut r = HttpResponse::Ok();
+    for v in validators {
+        r.insert_header(v);
+    }
+    r.insert_header(("Cache-Control", "public, max-age=60")).content_type("image/webp");
+    let body = poster_bytes();
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+        body.chunks(4096).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
+    r.body(actix_web::body::SizedStream::new(body.len() as u64, futures_util::stream::iter(chunks)))
+}
+
+/// A stand-in api on 127.0.0.1:0 whose every list (the feed, any user's videos) is `videos`,
+/// every video id finds the video of that id, every session belongs to the user asked about,
+/// and no video has comments: what the pages need to show videos the real api cannot make
+/// without the scheduler's probe.
+pub fn fake_api(videos: Vec<Value>) -> String {
+    let videos = web::Data::new(videos);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let url = format!("http://{}", listener.local_addr().expect("bound"));
+    let server = actix_web::HttpServer::new(move || {
+        let list = |v: web::Data<Vec<Value>>| async move {
+            HttpResponse::Ok().json(json!({"videos": v.as_slice(), "next": null}))
+        };
+        let one = |v: web::Data<Vec<Value>>, vid: web::Path<String>| async move {
+            match v.iter().find(|x| x["id"] == vid.as_str()) {
+                Some(x) => HttpResponse::Ok().json(x),
+                None => HttpResponse::NotFound().json(json!({"error": "no", "error_code": "006"})),
+            }
+        };
+        let user = |name: web::Path<String>| async move {
+            HttpResponse::Ok().json(json!({"id": 1, "user_name": name.as_str()}))
+        };
+        let comments = || async { HttpResponse::Ok().json(json!({"comments": [], "next": null})) };
+        actix_web::App::new()
+            .app_data(videos.clone())
+            .route("/videos", web::get().to(list))
+            .route("/user/{name}/videos", web::get().to(list))
+            .route("/user/{name}", web::get().to(user))
+            .route("/videos/{vid}", web::get().to(one))
+            .route("/videos/{vid}/comments", web::get().to(comments))
+    })
+    .workers(1)
+    .listen(listener)
+    .expect("listens")
+    .disable_signals()
+    .run();
+    actix_web::rt::spawn(server);
+    url
+}
+
+/// Polls the api (never a fixed sleep) until the scheduler has probed the ready video `vid`
+/// of `owner` and the video object names its poster; returns that object.
+pub async fn wait_for_poster(app: &TestApp, owner: &str, vid: &str) -> Value {
+    let path = format!("/user/{}/videos/{vid}", enc(owner));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let r = app.api(Method::GET, &path, None, None).await;
+        let v = r.assert_status(200).clone();
+        assert!(v.get("poster_url").is_some(), "no poster_url at all (issue 12's core?): {v}");
+        if !v["poster_url"].is_null() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "no poster after 60 s: {v}");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 async fn fake_upload(

@@ -1,6 +1,7 @@
 //! douyin_club's pages: maud templates as plain functions of small view models, and the static
 //! CSS/JS they link to. Knows nothing of actors, HTTP clients or the database.
 
+mod cards;
 mod layout;
 pub mod model;
 mod pages;

@@ -2,56 +2,12 @@
 
 use maud::{Markup, html};
 
+use crate::cards::{duration_badge, grid, poster_img};
 use crate::layout::{Bdi, alert_slot, isolate, page};
 use crate::model::{
-    CommentView, ErrorPage, HomePage, UserHomePage, UserPage, VideoCard, VideoList, VideoState,
-    WatchPage, human_size, user_href, watch_href,
+    CommentView, ErrorPage, HomePage, UserHomePage, UserPage, VideoState, WatchPage,
+    duration_datetime, duration_text, duration_words, human_size, user_href, watch_href,
 };
-
-/// A hue from the id, so that cards without thumbnails are still told apart at a glance.
-fn hue(id: &str) -> u32 {
-    id.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b))) % 360
-}
-
-fn card(v: &VideoCard, show_author: bool) -> Markup {
-    html! {
-        li.card {
-            @match v.state {
-                VideoState::Ready => a.thumb href=(watch_href(&v.id, &v.author)) style=(format!("--h:{}", hue(&v.id))) {
-                    span.play aria-hidden="true" { "▶" }
-                    span.sr-only { "Watch " (Bdi(&v.name)) }
-                },
-                VideoState::Pending => div.thumb.pending style=(format!("--h:{}", hue(&v.id))) {
-                    span.play aria-hidden="true" { "…" }
-                },
-            }
-            div.meta {
-                h3.title {
-                    @if v.state == VideoState::Ready {
-                        a href=(watch_href(&v.id, &v.author)) { (Bdi(&v.name)) }
-                    } @else { (Bdi(&v.name)) }
-                }
-                p.sub {
-                    @if show_author { a href=(user_href(&v.author)) { "@" (Bdi(&v.author)) } " · " }
-                    time datetime=(v.datetime) { (v.date) }
-                }
-            }
-        }
-    }
-}
-
-fn grid(list: &VideoList, show_author: bool, empty: &str) -> Markup {
-    html! {
-        @if list.videos.is_empty() {
-            p.empty { (empty) }
-        } @else {
-            ul.grid { @for v in &list.videos { (card(v, show_author)) } }
-        }
-        @if let Some(next) = &list.next_href {
-            nav.pager aria-label="Pages" { a.btn.ghost href=(next) rel="next" { "Older videos →" } }
-        }
-    }
-}
 
 fn account_forms() -> Markup {
     html! {
@@ -123,6 +79,14 @@ pub fn user_home(p: &UserHomePage) -> Markup {
                 ul.rows {
                     @for v in &p.videos.videos {
                         li.row #(format!("video-{}", v.id)) data-video=(v.id) {
+                            // A picture of what the title links to: out of the tab order and
+                            // hidden from screen readers, which have the title link already.
+                            @if let (VideoState::Ready, Some(poster)) = (v.state, &v.poster) {
+                                a.row-thumb href=(watch_href(&v.id, &v.author)) tabindex="-1" aria-hidden="true" {
+                                    (poster_img(poster))
+                                    @if let Some(ms) = v.duration_ms { (duration_badge(ms)) }
+                                }
+                            }
                             div.row-main {
                                 @if v.state == VideoState::Ready {
                                     a.row-title href=(watch_href(&v.id, &v.author)) { (Bdi(&v.name)) }
@@ -130,6 +94,9 @@ pub fn user_home(p: &UserHomePage) -> Markup {
                                 p.sub {
                                     time datetime=(v.datetime) { (v.date) }
                                     @if let Some(s) = v.size { " · " (human_size(s)) }
+                                    @if let (Some(_), Some(ms)) = (&v.poster, v.duration_ms) {
+                                        span.sr-only { " · " (duration_words(ms)) }
+                                    }
                                 }
                             }
                             @match v.state {
@@ -168,10 +135,13 @@ fn comment(c: &CommentView) -> Markup {
 /// `/watch/:vid`: the player, who made it, and the conversation.
 pub fn watch(p: &WatchPage) -> Markup {
     let v = &p.video;
+    let poster = v.poster.as_ref();
     let body = html! {
         article.watch data-video=(v.id) data-author=(v.author) {
             div.player {
-                video #player controls playsinline preload="metadata" src=(p.src) {
+                // The poster's size is the video's shape: the player keeps that room from the
+                // start instead of growing when the video's own size is known.
+                video #player controls playsinline preload="metadata" src=(p.src) poster=[poster.map(|i| &i.url)] width=[poster.map(|i| i.width)] height=[poster.map(|i| i.height)] {
                     "Your browser cannot play this video. "
                     a href=(p.src) { "Download it" } " instead."
                 }
@@ -181,6 +151,9 @@ pub fn watch(p: &WatchPage) -> Markup {
                 p.sub {
                     a.author href=(user_href(&v.author)) { "@" (Bdi(&v.author)) }
                     " · " time datetime=(v.datetime) { (v.date) }
+                    @if let Some(ms) = v.duration_ms {
+                        " · " time.length datetime=(duration_datetime(ms)) aria-label=(format!("Duration: {}", duration_words(ms))) { (duration_text(ms)) }
+                    }
                 }
                 @if p.is_owner {
                     button.btn.danger.small type="button" data-action="delete-video" data-id=(v.id) data-name=(v.name) data-then="/userhome" { "Delete video" }
@@ -237,18 +210,53 @@ pub fn error_page(p: &ErrorPage) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Viewer;
+    use crate::cards::tests::{BADGE, POSTER_IMG, probed, video};
+    use crate::model::{VideoCard, VideoList, Viewer};
 
-    fn video(name: &str) -> VideoCard {
-        VideoCard {
-            id: "0190a0b0-0000-7000-8000-000000000001".into(),
-            name: name.into(),
-            author: "a<b".into(),
-            date: "Nov 26, 2026".into(),
-            datetime: "2026-11-26T00:00:00Z".into(),
-            state: VideoState::Ready,
-            size: Some(1),
-        }
+    #[test]
+    fn own_videos_show_their_poster_beside_the_title() {
+        let mut pending = video("waiting");
+        pending.state = VideoState::Pending;
+        let p = UserHomePage {
+            viewer: Viewer { name: "a<b".into() },
+            videos: VideoList { videos: vec![probed("mine"), pending], next_href: None },
+            max_upload_bytes: 1 << 20,
+            direct_upload: false,
+        };
+        let html = user_home(&p).into_string();
+        assert_eq!(html.matches("<img").count(), 1, "only the probed video has a picture");
+        assert!(html.contains(POSTER_IMG) && html.contains(BADGE), "{html}");
+        assert!(html.contains(r#"<a class="row-thumb" href="/watch/0190a0b0-0000-7000-8000-000000000001?by=a%3Cb" tabindex="-1" aria-hidden="true">"#));
+        assert!(html.contains(r#"<span class="sr-only"> · 4 seconds</span>"#));
+    }
+
+    #[test]
+    fn the_player_shows_the_poster_until_it_plays() {
+        let page = |video: VideoCard| {
+            watch(&WatchPage {
+                viewer: None,
+                src: format!("/videos/{}", video.id),
+                video,
+                comments: vec![],
+                more_comments_href: None,
+                is_owner: false,
+            })
+            .into_string()
+        };
+        let html = page(probed("x"));
+        let id = "0190a0b0-0000-7000-8000-000000000001";
+        assert!(html.contains(&format!(
+            r#"<video id="player" controls playsinline preload="metadata" src="/videos/{id}" poster="/videos/{id}/poster" width="480" height="360">"#
+        )), "{html}");
+        assert!(html.contains(r#"<time class="length" datetime="PT4.04S" aria-label="Duration: 4 seconds">0:04</time>"#));
+        let html = page(video("x"));
+        assert!(
+            html.contains(&format!(
+                r#"<video id="player" controls playsinline preload="metadata" src="/videos/{id}">"#
+            )),
+            "no poster yet: {html}"
+        );
+        assert!(!html.contains("Duration"));
     }
 
     #[test]
