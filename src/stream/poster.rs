@@ -1,5 +1,7 @@
 //! `GET`/`HEAD /videos/:vid-id/poster`: a ready video's poster image, with the video's
-//! visibility (a deleted video has none), validators and 304s, behind the same limiter.
+//! visibility (a deleted video has none), validators and 304s, behind the same limiter. Served
+//! by the stream service whatever `--playback` says: a poster is tens of KiB and a 304 most of
+//! the time, not worth a redirect; `douyin_stream_bytes_served_total` counts video bytes only.
 
 use std::io;
 use std::time::{Duration, UNIX_EPOCH};
@@ -58,7 +60,6 @@ pub async fn poster(
         log::warn!("reading the poster of video {id}: {e}");
         AppError::Internal
     })?;
-    state.metrics.bytes_served.inc_by(bytes.len() as u64);
     Ok(validated(StatusCode::OK, &v)
         .insert_header((header::ACCEPT_RANGES, "none"))
         .insert_header((header::CONTENT_TYPE, poster.content_type))

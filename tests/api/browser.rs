@@ -167,6 +167,42 @@ async fn loaded_img(c: &Client, css: &str) -> Vec<u64> {
 /// never waited on blindly), the feed's card and the user's list show the poster — loaded,
 /// the size the page reserved for it — with the length badge, and the player shows it until
 /// it plays. Needs the core half of the issue (the probe and the stream's poster route).
+/// What another user posted before: clips of several shapes and lengths, and one file no
+/// probe can read, which keeps the plain card.
+async fn other_channels(app: &TestApp, dir: &Path) {
+    let studio = app.register("studio_mo").await;
+    let clips = [
+        ("Mandelbrot zoom", "mandelbrot=size=320x180:rate=15", 7),
+        (
+            "Game of life, upright",
+            "life=size=180x320:rate=15:mold=10:ratio=0.3:death_color=#203040",
+            12,
+        ),
+        ("Colour bars", "smptehdbars=size=320x180:rate=15", 65),
+        ("Cellular automaton", "cellauto=size=320x180:rate=15:rule=110", 3),
+    ];
+    let mut ready = Vec::new();
+    for (name, source, secs) in clips {
+        let path = dir.join(format!("{secs}.mp4"));
+        let mut cmd = std::process::Command::new("ffmpeg");
+        cmd.args(["-v", "error", "-y", "-f", "lavfi", "-i", source, "-t", &secs.to_string()])
+            .args(["-c:v", "libx264", "-preset", "veryfast", "-crf", "34", "-pix_fmt", "yuv420p"])
+            .arg(&path);
+        assert!(crate::stream_support::run(cmd).await.status.success(), "ffmpeg made {name}");
+        let vid = app.create_video(&studio, name).await;
+        let data = std::fs::read(&path).expect("the clip");
+        let r = crate::stream_support::upload_body(app, &studio, &vid, "video/mp4", data).await;
+        r.assert_status(201);
+        ready.push(vid);
+    }
+    let vid = app.create_video(&studio, "Unreadable upload").await;
+    let data = crate::stream_support::fake_mp4(2048);
+    crate::stream_support::upload_body(app, &studio, &vid, "video/mp4", data).await;
+    for vid in ready {
+        wait_for_poster(app, &studio.name, &vid).await;
+    }
+}
+
 #[actix_web::test]
 async fn browser_posters() {
     if skip("the browser poster test") {
@@ -177,6 +213,8 @@ async fn browser_posters() {
     let app = TestApp::spawn_with(|c| c.max_upload_bytes = LIMIT).await;
     let (_driver, c) = start_browser(&tmp.path().join("profile")).await;
     let web = app.web.clone();
+    // Somebody else's videos first, so that the feed is a feed.
+    other_channels(&app, tmp.path()).await;
 
     register(&c, &web, "poster_pat").await;
     submit_upload(&c, &web, "Test pattern", &clip).await;
@@ -212,6 +250,14 @@ async fn browser_posters() {
     assert_eq!(fills, json!(true), "the poster covers the card's box");
     let badge = c.find(Locator::Css(".card .duration")).await.expect("a badge");
     assert_eq!(badge.text().await.expect("text"), "0:04");
+    // Every poster decodes (lazy ones once scrolled to), and the unreadable upload keeps its
+    // plain card: five posters for six cards.
+    c.execute("window.scrollTo(0, document.body.scrollHeight)", vec![]).await.expect("scrolled");
+    let all = "[...document.querySelectorAll('.card img.poster')]\
+               .filter(i => i.complete && i.naturalWidth === 480).length === 5 \
+               && document.querySelectorAll('.card').length === 6";
+    until(&c, all, "every poster decoded").await;
+    c.execute("window.scrollTo(0, 0)", vec![]).await.expect("scrolled");
     shot(&c, "feed-with-posters").await;
     c.set_window_size(390, 844).await.expect("phone size");
     c.goto(&format!("{web}/")).await.expect("home");

@@ -52,6 +52,10 @@ async fn a_ready_video_gets_its_media_and_a_poster_that_is_not_black(backend: Ba
     };
     assert_eq!(header(&poster, "content-type"), "image/webp");
     assert_eq!(header(&poster, "content-length"), poster.raw.len().to_string());
+    let riff = &poster.raw[..];
+    assert_eq!((&riff[..4], &riff[8..12]), (&b"RIFF"[..], &b"WEBP"[..]), "a WebP file");
+    let riff_len = u32::from_le_bytes(riff[4..8].try_into().unwrap()) as usize + 8;
+    assert_eq!(riff_len, riff.len(), "the RIFF size is the file's (browsers check it)");
     let (w, h, luma) = look_at(app.dir.path(), &poster.raw).await;
     assert_eq!((w, h), (480, 360), "fixed width, the video's shape");
     assert!(luma > 40.0, "the poster is a picture, not the black first second (luma {luma})");

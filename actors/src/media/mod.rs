@@ -184,10 +184,12 @@ async fn grab(
         ["-map", "0:v:0", "-an", "-sn", "-dn", "-vf", &filter, "-frames:v", "1"]
             .map(OsString::from),
     );
+    // `image2pipe` writes the encoder's image as it is: the `webp` muxer would leave the RIFF
+    // size at 0 on a pipe (it fills it in by seeking back), which browsers refuse.
     let codec: &[&str] = if tools.webp {
-        &["-c:v", "libwebp", "-quality", "70", "-compression_level", "4", "-f", "webp"]
+        &["-c:v", "libwebp", "-quality", "70", "-compression_level", "4", "-f", "image2pipe"]
     } else {
-        &["-c:v", "mjpeg", "-q:v", "5", "-f", "mjpeg"]
+        &["-c:v", "mjpeg", "-q:v", "5", "-f", "image2pipe"]
     };
     args.extend(codec.iter().map(OsString::from));
     args.push("pipe:1".into());
