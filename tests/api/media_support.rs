@@ -84,18 +84,9 @@ where
     }
 }
 
-/// The video object once its probe recorded a poster (30 s at most: two ffmpeg runs on a tiny
-/// clip take well under one).
+/// The video object once its probe recorded a poster.
 pub async fn probed(app: &TestApp, user: &TestUser, vid: &str) -> Value {
-    let found = within(Duration::from_secs(30), || async {
-        let v = video(app, user, vid).await;
-        (!v["poster_url"].is_null()).then_some(v)
-    })
-    .await;
-    match found {
-        Some(v) => v,
-        None => panic!("no poster for {vid}; probe jobs: {:?}", jobs(app, "probe_video").await),
-    }
+    crate::web_support::wait_for_poster(app, &user.name, vid).await
 }
 
 /// Width, height and mean luma (16–235) of an image, read by ffprobe and ffmpeg.

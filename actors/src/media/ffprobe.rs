@@ -2,23 +2,7 @@
 
 use serde::Deserialize;
 
-/// What ffprobe found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Probed {
-    pub duration_ms: Option<u64>,
-    /// The displayed size: non-square pixels and rotation applied.
-    pub width: Option<u32>,
-    pub height: Option<u32>,
-    pub video_codec: Option<String>,
-    pub audio_codec: Option<String>,
-}
-
-impl Probed {
-    /// Whether there is a picture to take a poster from.
-    pub fn has_picture(&self) -> bool {
-        self.video_codec.is_some()
-    }
-}
+use crate::model::MediaInfo;
 
 #[derive(Debug, Deserialize)]
 struct Output {
@@ -96,8 +80,9 @@ impl Stream {
     }
 }
 
-/// Reads ffprobe's answer; `Err` says why the file is not a video the site can describe.
-pub(super) fn parse(json: &[u8]) -> Result<Probed, String> {
+/// Reads ffprobe's answer (no poster yet: that is ffmpeg's); `Err` says why the file is not a
+/// video the site can describe.
+pub(super) fn parse(json: &[u8]) -> Result<MediaInfo, String> {
     let out: Output = serde_json::from_slice(json).map_err(|e| format!("ffprobe's answer: {e}"))?;
     let kind = |s: &&Stream, t: &str| s.codec_type.as_deref() == Some(t);
     let video = out.streams.iter().find(|s| kind(s, "video") && s.disposition.attached_pic == 0);
@@ -111,12 +96,13 @@ pub(super) fn parse(json: &[u8]) -> Result<Probed, String> {
         .and_then(|f| millis(f.duration.as_deref()))
         .or_else(|| out.streams.iter().filter_map(|s| millis(s.duration.as_deref())).max());
     let (width, height) = video.map_or((None, None), Stream::displayed);
-    Ok(Probed {
+    Ok(MediaInfo {
         duration_ms,
         width,
         height,
         video_codec: video.and_then(|s| s.codec_name.clone()),
         audio_codec: audio.and_then(|s| s.codec_name.clone()),
+        poster: None,
     })
 }
 
@@ -167,7 +153,7 @@ mod tests {
             {"codec_type":"video","codec_name":"mjpeg","width":500,"height":500,
              "disposition":{"attached_pic":1}}],"format":{"duration":"200.0"}}"#;
         let p = parse(song).unwrap();
-        assert!(!p.has_picture());
+        assert_eq!(p.video_codec, None, "no picture to take a poster from");
         assert_eq!(p.width, None);
         assert!(parse(br#"{"streams":[],"format":{}}"#).is_err());
         assert!(parse(b"not json").is_err());

@@ -13,7 +13,6 @@ use bytes::Bytes;
 use crate::blob::MediaInput;
 use crate::model::MediaInfo;
 
-pub use ffprobe::Probed;
 pub use tools::{Found, MediaTools, RunError};
 
 /// Width of every poster, in pixels; the height follows the video's shape (an even number).
@@ -97,13 +96,13 @@ fn input_args(input: &MediaInput, demuxer: Option<&str>) -> Vec<OsString> {
     args
 }
 
-/// Reads duration, displayed size and codecs with ffprobe.
+/// Reads duration, displayed size and codecs with ffprobe (the poster is left `None`).
 pub async fn probe(
     tools: &Found,
     input: &MediaInput,
     demuxer: Option<&str>,
     limits: ProbeLimits,
-) -> Result<Probed, ProbeError> {
+) -> Result<MediaInfo, ProbeError> {
     let mut args: Vec<OsString> =
         ["-v", "error", "-hide_banner", "-print_format", "json", "-show_format", "-show_streams"]
             .map(OsString::from)
@@ -195,18 +194,4 @@ async fn grab(
     args.push("pipe:1".into());
     let out = tools::run(&tools.ffmpeg, &args, limits.ffmpeg, MAX_POSTER).await?;
     Ok((!out.is_empty()).then(|| Bytes::from(out)))
-}
-
-impl Probed {
-    /// What is recorded on the video, with `poster` (stored already) when there is one.
-    pub fn into_media(self, poster: Option<crate::model::Poster>) -> MediaInfo {
-        MediaInfo {
-            duration_ms: self.duration_ms,
-            width: self.width,
-            height: self.height,
-            video_codec: self.video_codec,
-            audio_codec: self.audio_codec,
-            poster,
-        }
-    }
 }

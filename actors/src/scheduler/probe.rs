@@ -74,14 +74,15 @@ pub(super) async fn probe_with(
             .await
             .map_err(|e| ProbeError::Failed(format!("opening the file: {e}")))?;
         let probed = media::probe(&tools, &input, demuxer, media.limits).await?;
-        let image = if probed.has_picture() {
+        // Sound only (or cover art): nothing to take a poster from.
+        let image = if probed.video_codec.is_some() {
             media::poster(&tools, &input, demuxer, probed.duration_ms, media.limits).await?
         } else {
             None
         };
         Ok::<_, ProbeError>((probed, image))
     };
-    let (probed, image) = match run.await {
+    let (mut media_info, image) = match run.await {
         Ok(found) => found,
         Err(ProbeError::Missing(tool)) => {
             media.tools.forget();
@@ -92,7 +93,7 @@ pub(super) async fn probe_with(
         }
         Err(ProbeError::Failed(e)) => return fail(store, policy, &record, e, false, now).await,
     };
-    let poster = match image {
+    media_info.poster = match image {
         Some(image) => {
             let poster = Poster {
                 size: image.bytes.len() as u64,
@@ -108,7 +109,6 @@ pub(super) async fn probe_with(
         }
         None => None,
     };
-    let media_info = probed.into_media(poster);
     if store.send(RecordProbe { video, media: media_info.clone() }).await?? {
         return Ok(Outcome::Probed { video, media: media_info });
     }
