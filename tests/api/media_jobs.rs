@@ -352,3 +352,57 @@ async fn the_poster_route_refuses_what_playback_refuses() {
     let r = fetch(&app, &format!("{}/videos/{pending}/poster", app.stream), None).await;
     r.assert_error(404, "006");
 }
+
+/// A site from before the job queue (schema version 1): its queued deletions become
+/// `remove_video` jobs with their attempts and errors, every ready video is queued for probing,
+/// and the old table is gone.
+#[actix::test]
+async fn an_older_site_keeps_its_deletions_and_gets_its_videos_probed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite3");
+    let (ready, pending, deleted) = (
+        "01234567-89ab-7def-8123-000000000001",
+        "01234567-89ab-7def-8123-000000000002",
+        "01234567-89ab-7def-8123-000000000003",
+    );
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../../schema.sql")).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(&format!(
+            "INSERT INTO users (id, user_name, pwd_hash, created_at) VALUES (1, 'old', 'x', 1);
+             INSERT INTO videos (id, author_id, name, state, size, content_type, sha256,
+                                 created_at, uploaded_at)
+             VALUES ('{ready}', 1, 'r', 'ready', 10, 'video/mp4', 'aa', 1, 2),
+                    ('{pending}', 1, 'p', 'pending', NULL, NULL, NULL, 1, NULL),
+                    ('{deleted}', 1, 'd', 'deleted', 10, 'video/mp4', 'bb', 1, 2);
+             INSERT INTO video_del_rec (video_id, attempts, next_attempt_at, last_error,
+                                        failed, queued_at)
+             VALUES ('{deleted}', 3, 99, 'disk full', 0, 5);"
+        ))
+        .unwrap();
+    }
+    let pool = actors::store::VideoStore::open(&path, 2).expect("the store opens and migrates");
+    drop(pool);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let jobs: Vec<(String, String, i64, Option<String>)> = conn
+        .prepare("SELECT kind, video_id, attempts, last_error FROM jobs ORDER BY kind, video_id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        jobs,
+        [
+            ("probe_video".to_owned(), ready.to_owned(), 0, None),
+            ("remove_video".to_owned(), deleted.to_owned(), 3, Some("disk full".to_owned())),
+        ]
+    );
+    let old: i64 = conn
+        .query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'video_del_rec'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(old, 0, "the old queue is gone");
+}
