@@ -60,6 +60,38 @@ async fn the_internal_api_requires_the_token() {
     }
 }
 
+#[actix_web::test]
+async fn the_job_listing_needs_the_token_and_filters_by_kind() {
+    let app = TestApp::spawn().await;
+    let token = app.node.internal_token.to_string();
+    app.internal(Method::GET, "/jobs", None).await.assert_error(401, "002");
+    app.internal(Method::GET, "/jobs?kind=nope", Some(&token)).await.assert_error(400, "001");
+    if !crate::media_support::have_ffmpeg() {
+        return;
+    }
+    // A probe that gives up stays listed for good: a file that only looks like a video.
+    let user = app.register("lister").await;
+    let data = crate::stream_support::fake_mp4(4096);
+    let vid = crate::stream_support::ready_video(&app, &user, &data).await;
+    let jobs = |query: &'static str| {
+        let (app, token) = (&app, token.clone());
+        async move {
+            let r = app.internal(Method::GET, &format!("/jobs{query}"), Some(&token)).await;
+            r.assert_status(200)["jobs"].as_array().expect("a jobs array").clone()
+        }
+    };
+    let gave_up = eventually(Duration::from_secs(20), || async {
+        jobs("?kind=probe_video").await.iter().any(|j| j["video_id"] == vid && j["failed"] == true)
+    });
+    assert!(gave_up.await, "the probe job is listed, given up");
+    let all = jobs("").await;
+    assert!(all.iter().any(|j| j["video_id"] == vid && j["kind"] == "probe_video"), "{all:?}");
+    let removals = jobs("?kind=remove_video").await;
+    assert!(removals.iter().all(|j| j["kind"] == "remove_video"), "{removals:?}");
+    assert!(!removals.iter().any(|j| j["video_id"] == vid), "{removals:?}");
+    assert!(app.listing().await.iter().all(|j| j["video_id"] != vid), "not a deletion");
+}
+
 #[cfg(unix)]
 #[actix_web::test]
 async fn the_generated_token_is_private_and_stable() {
