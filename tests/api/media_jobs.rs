@@ -167,6 +167,45 @@ async fn removals_and_probes_interleave() {
     }
 }
 
+/// A slow probe holds one slot, not both. Four probes wait for ffmpeg, which then appears: one
+/// pass claims the slow one and a fast one together, and the two others go through the fast
+/// one's slot while the slow one runs (they would wait for it if a pass freed its slots only
+/// together).
+#[actix::test]
+async fn a_slow_probe_does_not_hold_up_the_others() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let tools = tempfile::tempdir().unwrap();
+    let ffmpeg = tools.path().join("ffmpeg");
+    let app = TestApp::spawn_with(|cfg| cfg.ffmpeg = ffmpeg.clone().into()).await;
+    let user = app.register("sam").await;
+    let data = clip(app.dir.path(), 2).await;
+    let mut videos = Vec::new();
+    for _ in 0..4 {
+        videos.push(ready_video(&app, &user, &data).await);
+    }
+    let waiting = within(Duration::from_secs(10), || async {
+        let jobs = jobs(&app, "probe_video").await;
+        (jobs.len() == 4 && jobs.iter().all(|j| !j["waiting_for"].is_null())).then_some(())
+    });
+    assert!(waiting.await.is_some(), "all four wait for ffmpeg");
+
+    // The first claimed (the oldest id) is slowed down; then ffmpeg appears, whole at once.
+    let slow = videos.iter().min().unwrap().clone();
+    let before = format!("case \"$*\" in *{slow}*) /bin/sleep 6;; esac");
+    let staged = wrapper(app.dir.path(), "ffmpeg.staged", &before, &tool_path("ffmpeg"));
+    std::fs::rename(staged, &ffmpeg).unwrap();
+    for vid in videos.iter().filter(|v| **v != slow) {
+        probed(&app, &user, vid).await;
+    }
+    assert!(
+        video(&app, &user, &slow).await["poster_url"].is_null(),
+        "three probes went through the other slot while the slow one ran"
+    );
+    probed(&app, &user, &slow).await;
+}
+
 /// The node is killed (`kill -9`) while ffmpeg runs for a probe: the probe dies with it, the
 /// job is still queued, and the restarted node finishes it.
 #[actix::test]

@@ -65,7 +65,8 @@ impl Default for DispatcherConfig {
             // 10,000 in ~5 s, 32 in ~2 s, 128 in ~1.5 s; the api's p99 during the drain was no
             // better with 8 (2.4-2.6x) than with 32 (2.3-2.7x) and worse with 128 (4.5x).
             max_in_flight: 32,
-            // Measured with bench/media.sh on 2 cores: see README, "Media jobs".
+            // One per core of the 2-core machine bench/media.sh ran on (README, "media"):
+            // probes run at SCHED_IDLE, so the api kept its p99 within 2x beside them.
             max_probes: 2,
             lease: Duration::from_secs(60),
             alive_for: Duration::from_secs(10),
@@ -194,6 +195,8 @@ struct Lane {
     passes_running: usize,
     /// A wake came while passes were running or no slot was free: run again when one ends.
     woken: bool,
+    /// The last claim filled every slot it asked for: more jobs are probably due.
+    more: bool,
 }
 
 impl Dispatcher {

@@ -38,9 +38,10 @@ impl Dispatcher {
         };
         self.claim(kind, slots)
             .into_actor(self)
-            .then(move |claimed, act, _| {
+            .then(move |claimed, act, ctx| {
+                let me = ctx.address();
                 let dispatched =
-                    act.claimed(kind, slots, claimed).map(|c| (c.full, act.dispatch(c)));
+                    act.claimed(kind, slots, claimed).map(|c| (c.full, act.dispatch(kind, c, me)));
                 async move {
                     let (full, executing) = dispatched?;
                     Ok::<_, StoreError>((full, executing.await))
@@ -100,20 +101,34 @@ impl Dispatcher {
         lane.reserved -= slots;
         let records = claimed.inspect_err(|_| lane.passes_running -= 1)?;
         let full = records.len() == slots;
+        lane.more = full;
         let records = records.into_iter().filter(|r| lane.in_flight.insert(r.video_id)).collect();
         Ok(Claimed { records, full })
     }
 
-    /// Step 2: sends one `Execute` per record, all at once (the slots bound how many); resolves
-    /// when every one has answered.
-    fn dispatch(&self, claimed: Claimed) -> impl Future<Output = Executed> + use<> {
+    /// Step 2: sends one `Execute` per job, all at once (the slots bound how many); resolves
+    /// when every one has answered. Each answer also tells the dispatcher (`me`) at once, so
+    /// that a job's slot is taken again as soon as it is free, not when the slowest job of its
+    /// pass ends (a long probe beside a short one).
+    fn dispatch(
+        &self,
+        kind: JobKind,
+        claimed: Claimed,
+        me: Addr<Dispatcher>,
+    ) -> impl Future<Output = Executed> + use<> {
         let replies: Vec<_> = claimed
             .records
             .into_iter()
             .map(|record| {
                 let video = record.video_id;
                 let reply = self.executor.send(Execute { record });
-                async move { (video, reply.await) }
+                let me = me.clone();
+                async move {
+                    let reply = reply.await;
+                    // Ignores the mailbox's bound: a slot must never stay taken.
+                    me.do_send(Finished { kind, video });
+                    (video, reply)
+                }
             })
             .collect();
         join_all(replies)
@@ -155,5 +170,28 @@ impl Dispatcher {
             ctx.notify_later(Continue { kind }, pace);
         }
         report
+    }
+}
+
+/// One job's answer came (internal): its slot is free.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(super) struct Finished {
+    kind: JobKind,
+    video: VideoId,
+}
+
+impl Handler<Finished> for Dispatcher {
+    type Result = ();
+
+    /// Frees the job's slot, and fills it at once while more jobs of its kind are due (the
+    /// last claim filled every slot it asked for) or a wake came meanwhile.
+    fn handle(&mut self, msg: Finished, ctx: &mut Self::Context) {
+        let follow_up = self.config.follow_up;
+        let lane = self.lane(msg.kind);
+        if lane.in_flight.remove(&msg.video) && follow_up && (lane.more || lane.woken) {
+            lane.woken = false;
+            self.spawn_pass(msg.kind, ctx);
+        }
     }
 }
