@@ -72,6 +72,26 @@ impl Actor for VideoStore {
 /// through nginx managed 9.4k req/s against one process's 21k (`bench/cluster.sh`). This one
 /// tries again within 50 µs, then 200 µs, then every millisecond, for about five seconds in
 /// all: 12.9–13.6k req/s, p99 13.5 ms instead of 23.5 ms.
+/// What every SQLite connection of the store is set up with.
+fn init_sqlite(c: &rusqlite::Connection) -> rusqlite::Result<()> {
+    // Room for every list statement (one per page size in use) beside the rest.
+    c.set_prepared_statement_cache_capacity(128);
+    // The busy handler first: it queues writers instead of failing them (processes starting
+    // together on one new data dir each switch and migrate, one after the other).
+    c.busy_handler(Some(wait_for_the_lock))?;
+    // WAL lets readers run beside the writer; synchronous=FULL makes every commit durable
+    // before the reply (a 204 never outlives a power cut); foreign keys are off by default.
+    // Each connection's page cache is held to 512 KiB (SQLite's default is 2 MiB): the hot
+    // pages of a feed or a comment page are few, the OS page cache holds the file anyway, and
+    // six pooled connections at 2 MiB kept up to 12 MiB resident for good after a busy spell.
+    c.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -512;",
+    )
+}
+
 fn wait_for_the_lock(attempt: i32) -> bool {
     let pause = match attempt {
         0..10 => Duration::from_micros(50),
@@ -87,27 +107,15 @@ impl VideoStore {
     /// Opens (creating when missing) the database at `path`, applies the schema migrations and
     /// returns the pool. Blocking: call it from a blocking thread.
     pub fn open(path: &Path, pool_size: u32) -> Result<Pool, StoreError> {
-        let manager = SqliteConnectionManager::file(path).with_init(|c| {
-            // Room for every list statement (one per page size in use) beside the rest.
-            c.set_prepared_statement_cache_capacity(128);
-            // The busy handler first: it queues writers instead of failing them, and the
-            // switch to WAL is a write (the pool opens its connections at once, beside the
-            // migration, and without it they failed with "database is locked" on a new
-            // database).
-            c.busy_handler(Some(wait_for_the_lock))?;
-            // WAL lets readers run beside the writer; synchronous=FULL makes every commit
-            // durable before the reply (a 204 never outlives a power cut); foreign keys are
-            // off by default. Each connection's page cache is held to 512 KiB (SQLite's
-            // default is 2 MiB): the hot pages of a feed or a comment page are few, the OS page
-            // cache holds the file anyway, and six pooled connections at 2 MiB kept up to
-            // 12 MiB resident for good after a busy spell.
-            c.execute_batch(
-                "PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = FULL;
-                 PRAGMA foreign_keys = ON;
-                 PRAGMA cache_size = -512;",
-            )
-        });
+        // One connection first, alone: it switches a new file to WAL and migrates it. The
+        // pool's connections open after (r2d2 opens them all at once, on threads of its own),
+        // when the switch is done and their own `journal_mode = WAL` is a read: beside it, a
+        // switch could fail with "database is locked", which no busy handler waits out.
+        let mut first = rusqlite::Connection::open(path)?;
+        init_sqlite(&first)?;
+        migrate::apply(&mut first)?;
+        drop(first);
+        let manager = SqliteConnectionManager::file(path).with_init(|c| init_sqlite(c));
         let pool = r2d2::Pool::builder()
             .max_size(pool_size)
             .connection_timeout(Duration::from_secs(10))
@@ -115,7 +123,6 @@ impl VideoStore {
             // costs a round trip into SQLite on every message.
             .test_on_check_out(false)
             .build(manager)?;
-        migrate::apply(&mut *pool.get()?)?;
         Ok(Pool::Sqlite(pool))
     }
 
