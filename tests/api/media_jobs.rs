@@ -131,6 +131,29 @@ async fn a_corrupt_but_sniffable_file_fails_its_job_and_stays_playable() {
     get(&app, &format!("/videos/{vid}/poster"), &[]).await.assert_error(404, "006");
 }
 
+/// A video dark from start to end still gets a poster (the darkest frames are all there is).
+#[actix::test]
+async fn a_video_dark_all_through_still_gets_a_poster() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let user = app.register("dee").await;
+    let path = app.dir.path().join("night.mp4");
+    let mut cmd = std::process::Command::new("ffmpeg");
+    cmd.args(["-v", "error", "-y", "-f", "lavfi", "-i", "color=c=0x141414:s=320x180:d=2"])
+        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
+        .arg(&path);
+    assert!(crate::stream_support::run(cmd).await.status.success());
+    let vid = ready_video(&app, &user, &std::fs::read(&path).unwrap()).await;
+    probed(&app, &user, &vid).await;
+    let poster = get(&app, &format!("/videos/{vid}/poster"), &[]).await;
+    poster.assert_status(200);
+    let (w, h, luma) = look_at(app.dir.path(), &poster.raw).await;
+    assert_eq!((w, h), (480, 270));
+    assert!(luma < 40.0, "a dark poster of a dark video ({luma})");
+}
+
 /// Probes slowed down (each ffmpeg waits 2 s first) hold both probe slots while a deletion is
 /// queued: the removal runs at once beside them, and the probes finish after.
 #[actix::test]

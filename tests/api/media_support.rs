@@ -23,7 +23,8 @@ pub fn tool_path(tool: &str) -> PathBuf {
 }
 
 /// A 320x240 H.264 + AAC MP4 of `secs` seconds whose first second is black: the first frame
-/// is never the poster a person would pick.
+/// is never the poster a person would pick. Its one keyframe is that black first frame (no
+/// keyframe at the scene change), so the poster has to come from decoding every frame.
 pub async fn clip(dir: &Path, secs: u32) -> Vec<u8> {
     let path = dir.join(format!("clip-{secs}.mp4"));
     let mut cmd = Command::new("ffmpeg");
@@ -34,6 +35,7 @@ pub async fn clip(dir: &Path, secs: u32) -> Vec<u8> {
         .arg(format!("sine=d={secs}"))
         .args(["-filter_complex", "[0:v][1:v]concat=n=2:v=1[v]", "-map", "[v]", "-map", "2:a"])
         .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac"])
+        .args(["-x264-params", "scenecut=0:keyint=250"])
         .args(["-movflags", "+faststart"])
         .arg(&path);
     let out = run(cmd).await;
