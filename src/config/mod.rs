@@ -172,6 +172,11 @@ pub struct Config {
     #[arg(long, env = "DOUYIN_FFMPEG", default_value = "ffmpeg")]
     pub ffmpeg: std::ffi::OsString,
 
+    /// Videos the scheduler probes at once (each an ffprobe, then an ffmpeg).
+    #[arg(long, env = "DOUYIN_MAX_PROBES", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_probes: u16,
+
     /// Shared secret of the internal scheduler API [default: generated once into
     /// <data-dir>/internal.token].
     #[arg(long, env = "DOUYIN_INTERNAL_TOKEN", hide_env_values = true)]

@@ -38,7 +38,8 @@ impl Runner {
     /// right away, so a queue left by a previous run (its claims included) drains without
     /// waiting for the first period. `uploads` are the node's (reconciliation shares their
     /// claims); a direct upload is reconciled `direct_grace` after its ticket. Probes run
-    /// `tools` (looked for at the first tick, which warns once when they are missing).
+    /// `tools` (looked for at the first tick, which warns once when they are missing),
+    /// `max_probes` at once.
     pub async fn start(
         store: Addr<VideoStore>,
         uploads: Uploads,
@@ -46,6 +47,7 @@ impl Runner {
         node: SchedulerNode,
         direct_grace: Duration,
         tools: MediaTools,
+        max_probes: usize,
     ) -> Result<Runner, RunnerError> {
         // Files are removed wherever they are: a moving site has both.
         let blobs = uploads.blobs().everywhere();
@@ -63,7 +65,8 @@ impl Runner {
             metrics.clone(),
         )
         .start();
-        let config = DispatcherConfig { alive_for: alive_for(every), ..Default::default() };
+        let config =
+            DispatcherConfig { alive_for: alive_for(every), max_probes, ..Default::default() };
         let dispatcher = Dispatcher::new(store, executor, blobs, tools, config, metrics.clone())
             .with_node(node)
             .with_direct_uploads(DirectUploads { uploads, grace: direct_grace })

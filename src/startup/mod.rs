@@ -376,8 +376,16 @@ impl Node {
                 let grace = Duration::from_secs(common.config.storage.direct_upload_grace_secs);
                 let uploads = stores.uploads.clone();
                 let tools = common.config.media_tools();
-                let runner =
-                    Runner::start(stores.store.clone(), uploads, every, node, grace, tools).await?;
+                let runner = Runner::start(
+                    stores.store.clone(),
+                    uploads,
+                    every,
+                    node,
+                    grace,
+                    tools,
+                    common.config.max_probes.into(),
+                )
+                .await?;
                 servers.push(start_scheduler(&common, stores, &runner, l)?);
                 log::info!("scheduler service listening on {}", urls.scheduler);
                 scheduler = Some(runner);

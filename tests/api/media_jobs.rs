@@ -154,7 +154,7 @@ async fn a_video_dark_all_through_still_gets_a_poster() {
     assert!(luma < 40.0, "a dark poster of a dark video ({luma})");
 }
 
-/// Probes slowed down (each ffmpeg waits 2 s first) hold both probe slots while a deletion is
+/// Probes slowed down (each ffmpeg waits 2 s first) hold the probe slot while a deletion is
 /// queued: the removal runs at once beside them, and the probes finish after.
 #[actix::test]
 async fn removals_and_probes_interleave() {
@@ -190,10 +190,10 @@ async fn removals_and_probes_interleave() {
     }
 }
 
-/// A slow probe holds one slot, not both. Four probes wait for ffmpeg, which then appears: one
-/// pass claims the slow one and a fast one together, and the two others go through the fast
-/// one's slot while the slow one runs (they would wait for it if a pass freed its slots only
-/// together).
+/// With `--max-probes 2`, a slow probe holds one slot, not both. Four probes wait for ffmpeg,
+/// which then appears: one pass claims the slow one and a fast one together, and the two
+/// others go through the fast one's slot while the slow one runs (they would wait for it if a
+/// pass freed its slots only together).
 #[actix::test]
 async fn a_slow_probe_does_not_hold_up_the_others() {
     if !have_ffmpeg() {
@@ -201,7 +201,11 @@ async fn a_slow_probe_does_not_hold_up_the_others() {
     }
     let tools = tempfile::tempdir().unwrap();
     let ffmpeg = tools.path().join("ffmpeg");
-    let app = TestApp::spawn_with(|cfg| cfg.ffmpeg = ffmpeg.clone().into()).await;
+    let app = TestApp::spawn_with(|cfg| {
+        cfg.ffmpeg = ffmpeg.clone().into();
+        cfg.max_probes = 2;
+    })
+    .await;
     let user = app.register("sam").await;
     let data = clip(app.dir.path(), 2).await;
     let mut videos = Vec::new();

@@ -65,9 +65,10 @@ impl Default for DispatcherConfig {
             // 10,000 in ~5 s, 32 in ~2 s, 128 in ~1.5 s; the api's p99 during the drain was no
             // better with 8 (2.4-2.6x) than with 32 (2.3-2.7x) and worse with 128 (4.5x).
             max_in_flight: 32,
-            // One per core of the 2-core machine bench/media.sh ran on (README, "media"):
-            // probes run at SCHED_IDLE, so the api kept its p99 within 2x beside them.
-            max_probes: 2,
+            // Measured with bench/media.sh on 2 cores (README, "media"): beside 20 queued
+            // probes the api's p99 was 1.1-1.5x its idle p99 with one at a time and 2.3-4.2x
+            // with two, for 20 probes done in 16.5 s instead of 13.6 s.
+            max_probes: 1,
             lease: Duration::from_secs(60),
             alive_for: Duration::from_secs(10),
             follow_up: true,
