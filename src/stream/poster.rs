@@ -9,7 +9,6 @@ use std::time::{Duration, UNIX_EPOCH};
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use actors::model::BlobLocation;
 
 use super::StreamState;
 use super::playback::{look_up, preconditions, validated};
@@ -34,19 +33,7 @@ pub async fn poster(
         return Ok(not_modified);
     }
     let id = video.id;
-    // Beside the video's bytes; a video moved to the object store after its probe left its
-    // poster in the directory.
-    let mut places = vec![file.location];
-    if file.location == BlobLocation::ObjectStore {
-        places.push(BlobLocation::File);
-    }
-    let mut opened = Err(io::Error::new(io::ErrorKind::NotFound, "no backend"));
-    for place in places.into_iter().filter_map(|p| state.blobs.at(p)) {
-        opened = place.open_poster(id).await;
-        if !matches!(&opened, Err(e) if e.kind() == io::ErrorKind::NotFound) {
-            break;
-        }
-    }
+    let opened = state.blobs.open_poster(id, file.location).await;
     let reader = opened.map_err(|e| {
         log::warn!("the poster of video {id} cannot be opened: {e}");
         match e.kind() {

@@ -113,6 +113,22 @@ impl LocalBlobs {
         self.root.join(video.to_string())
     }
 
+    /// Opens the committed file at `path` for reading, on a blocking thread.
+    async fn open_reader(&self, path: PathBuf) -> io::Result<Arc<LocalReader>> {
+        let (file, len) = blocking(move || {
+            let file = std::fs::File::open(path)?;
+            let len = file.metadata()?.len();
+            Ok((file, len))
+        })
+        .await?;
+        Ok(Arc::new(LocalReader {
+            file: Arc::new(file),
+            len,
+            mode: self.read_mode,
+            pool: self.pool.clone(),
+        }))
+    }
+
     /// The poster of `video` (see [`LocalBlobs::path_of`]).
     pub fn poster_path_of(&self, video: VideoId) -> PathBuf {
         self.root.join(POSTERS).join(video.to_string())
@@ -224,19 +240,7 @@ impl BlobStore for LocalBlobs {
     }
 
     async fn open_poster(&self, video: VideoId) -> io::Result<Arc<dyn BlobReader>> {
-        let path = self.poster_path_of(video);
-        let (file, len) = blocking(move || {
-            let file = std::fs::File::open(path)?;
-            let len = file.metadata()?.len();
-            Ok((file, len))
-        })
-        .await?;
-        Ok(Arc::new(LocalReader {
-            file: Arc::new(file),
-            len,
-            mode: self.read_mode,
-            pool: self.pool.clone(),
-        }))
+        Ok(self.open_reader(self.poster_path_of(video)).await?)
     }
 
     async fn remove_poster(&self, video: VideoId) -> io::Result<()> {
@@ -261,19 +265,7 @@ impl BlobStore for LocalBlobs {
         if let Some(reader) = self.open.get(video) {
             return Ok(reader);
         }
-        let path = self.path_of(video);
-        let (file, len) = blocking(move || {
-            let file = std::fs::File::open(path)?;
-            let len = file.metadata()?.len();
-            Ok((file, len))
-        })
-        .await?;
-        let reader = Arc::new(LocalReader {
-            file: Arc::new(file),
-            len,
-            mode: self.read_mode,
-            pool: self.pool.clone(),
-        });
+        let reader = self.open_reader(self.path_of(video)).await?;
         self.open.put(video, reader.clone());
         Ok(reader)
     }

@@ -77,6 +77,23 @@ impl Blobs {
         }
     }
 
+    /// The poster of a video whose bytes are at `location`: beside them, or in the directory
+    /// for a video moved to the object store after its probe (posters are not moved).
+    pub async fn open_poster(
+        &self,
+        video: VideoId,
+        location: BlobLocation,
+    ) -> io::Result<Arc<dyn BlobReader>> {
+        let missing = || io::Error::new(io::ErrorKind::NotFound, "no poster");
+        let beside = self.at(location).ok_or_else(missing)?.open_poster(video).await;
+        match beside {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && location != BlobLocation::File => {
+                self.files.open_poster(video).await
+            }
+            found => found,
+        }
+    }
+
     /// The object store, when the node has one.
     pub fn s3(&self) -> Option<&Arc<S3Blobs>> {
         self.s3.as_ref()

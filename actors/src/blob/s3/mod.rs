@@ -120,6 +120,15 @@ impl S3Blobs {
         format!("{POSTER_PREFIX}{video}")
     }
 
+    /// A reader of the object at `key`; `NotFound` when there is none.
+    async fn open_key(&self, key: String) -> io::Result<Arc<dyn BlobReader>> {
+        let meta =
+            self.inner.head(&key).await?.ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, format!("no object {key}"))
+            })?;
+        Ok(Arc::new(S3Reader::new(self.inner.clone(), key, meta)))
+    }
+
     /// The video whose file `key` is, if it is one.
     pub fn video_of(key: &str) -> Option<VideoId> {
         key.strip_prefix(PREFIX)?.parse().ok()
@@ -175,6 +184,11 @@ impl S3Blobs {
 }
 
 impl Inner {
+    async fn delete(&self, key: &str) -> Result<(), S3Error> {
+        let url = self.bucket.delete_object(Some(&self.credentials), key).sign(REQUEST_TTL);
+        self.http.send_ok(Method::DELETE, &url, &[], http::empty()).await.map(drop)
+    }
+
     fn sign_get(&self, key: &str) -> Url {
         self.bucket.get_object(Some(&self.credentials), key).sign(REQUEST_TTL)
     }
@@ -274,9 +288,7 @@ impl BlobStore for S3Blobs {
         if self.inner.head(&key).await?.is_none() {
             return Ok(false);
         }
-        let url = self.inner.bucket.delete_object(Some(&self.inner.credentials), &key);
-        let url = url.sign(REQUEST_TTL);
-        self.inner.http.send_ok(Method::DELETE, &url, &[], http::empty()).await?;
+        self.inner.delete(&key).await?;
         Ok(true)
     }
 
@@ -302,20 +314,12 @@ impl BlobStore for S3Blobs {
     }
 
     async fn open_poster(&self, video: VideoId) -> io::Result<Arc<dyn BlobReader>> {
-        let key = Self::poster_key_of(video);
-        let meta = self.inner.head(&key).await?.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, format!("no poster for video {video}"))
-        })?;
-        Ok(Arc::new(S3Reader::new(self.inner.clone(), key, meta)))
+        self.open_key(Self::poster_key_of(video)).await
     }
 
     async fn remove_poster(&self, video: VideoId) -> io::Result<()> {
-        let key = Self::poster_key_of(video);
-        let url = self.inner.bucket.delete_object(Some(&self.inner.credentials), &key);
         // S3 answers a DELETE of a missing key with 204 as well.
-        let url = url.sign(REQUEST_TTL);
-        self.inner.http.send_ok(Method::DELETE, &url, &[], http::empty()).await?;
-        Ok(())
+        Ok(self.inner.delete(&Self::poster_key_of(video)).await?)
     }
 
     async fn list(&self) -> io::Result<Vec<VideoId>> {
@@ -324,11 +328,7 @@ impl BlobStore for S3Blobs {
     }
 
     async fn open(&self, video: VideoId) -> io::Result<Arc<dyn BlobReader>> {
-        let key = Self::key_of(video);
-        let meta = self.inner.head(&key).await?.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::NotFound, format!("no object for video {video}"))
-        })?;
-        Ok(Arc::new(S3Reader::new(self.inner.clone(), key, meta)))
+        self.open_key(Self::key_of(video)).await
     }
 
     async fn begin_write(&self, video: VideoId) -> io::Result<Box<dyn BlobWriter>> {
