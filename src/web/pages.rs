@@ -70,13 +70,10 @@ fn not_found(viewer: Option<Viewer>) -> HttpResponse {
     failure(viewer, &ApiFailure { status: 404, code: ErrorCode::NotFound })
 }
 
-fn card(v: client::VideoJson) -> VideoCard {
-    // The api's `poster_url` only says that a poster exists: like the video's own `src`, its
-    // path is this origin's, which relays it to the stream service wherever that runs.
-    let poster = v
-        .poster_url
-        .as_ref()
-        .map(|_| Poster::new(format!("/videos/{}/poster", v.id), v.width.zip(v.height)));
+fn card(mut v: client::VideoJson) -> VideoCard {
+    // The api's `poster_url` is a path on the site's origin, which this service serves (or
+    // relays to the stream service wherever that runs).
+    let poster = v.poster_url.take().map(|url| Poster::new(url, v.width.zip(v.height)));
     VideoCard {
         state: if v.status == "ready" { VideoState::Ready } else { VideoState::Pending },
         poster,
